@@ -1,0 +1,455 @@
+"""FaceSynthesizer: images in, every face x every requested view out, in one batched device pass.
+
+API (stable; the CLI and the ROS node use only this)::
+
+    synth = FaceSynthesizer(SynthConfig(yaws=(-30, 0, 30), device="auto"))
+    results: list[ImageResult] = synth.process([rgb_uint8_hxwx3, ...])
+    synth.device            # torch.device actually used
+    synth.view_requests     # list[ViewRequest], the views each face gets
+    synth.close()
+
+Stages: detect (mediapipe) -> fit (3D face per detection) -> scene (face mesh + head proxy + background,
+per face, small CPU work) -> one batched device pass over all faces x views: rotate, align on the seed's
+five-point template, rasterize, sample the source photo per pixel with a source-visibility test and
+mirror fill, anti-alias, inpaint the unknown -> optional refiner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import render
+from .config import ConfigError, SynthConfig
+from .fit.base import FitError, Fitter
+from .pose import (
+    axis_angle,
+    five_point_template,
+    pose_from_rotation_camera,
+    relative_rotation,
+    rotation_camera,
+)
+from .refine.base import RefineInput, Refiner
+from .scene import LAYER_BACKGROUND, LAYER_FACE, LAYER_HEAD, FaceScene, build_scene
+from .types import FaceDetection, FaceFit, FaceResult, HeadPose, ImageResult, View, ViewRequest
+
+FLAG_FACE, FLAG_HEAD, FLAG_BACKGROUND, FLAG_MIRROR, FLAG_INPAINTED = 1, 2, 4, 8, 16
+SUPERSAMPLING = 2  # rasterize at 2x and average 2x2, like the seed's neural_renderer
+MAX_IMAGE_PIXELS = 80_000_000  # beyond this an input is refused with a reason (no silent downscale)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the first CUDA device when there is one; an unavailable CUDA request is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def target_pose(source: HeadPose, request: ViewRequest) -> HeadPose:
+    """Absolute target (seed semantics): requested angles replace the source's, roll is kept."""
+    return HeadPose(
+        yaw=source.yaw if request.yaw is None else float(request.yaw),
+        pitch=source.pitch if request.pitch is None else float(request.pitch),
+        roll=source.roll,
+    )
+
+
+@dataclass
+class _Job:
+    image_index: int
+    face_index: int
+    fit: FaceFit
+    scene: FaceScene
+
+
+class FaceSynthesizer:
+    def __init__(
+        self,
+        config: SynthConfig,
+        *,
+        detector=None,
+        fitter: Fitter | None = None,
+        refiner: Refiner | None = None,
+        person_segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        self.view_requests: list[ViewRequest] = config.view_requests()
+        self.output_size = config.output_size
+        self.texture_size = 2 * config.output_size
+        if detector is None:
+            from .detect import FaceDetector
+
+            detector = FaceDetector(config.detection_confidence, config.min_face_size, config.max_faces)
+        self._detector = detector
+        self._fitter = fitter if fitter is not None else _make_fitter(config, self.device)
+        self._refiner = refiner if refiner is not None else _make_refiner(config, self.device)
+        self._segmenter = person_segmenter
+        if self._segmenter is None and config.background == "scene":
+            self._segmenter = PersonSegmenter()
+        default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
+        self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
+
+    # ------------------------------------------------------------------ public
+    def process(self, images: Sequence[np.ndarray]) -> list[ImageResult]:
+        results: list[ImageResult] = []
+        jobs: list[_Job] = []
+        for index, image in enumerate(images):
+            t0 = time.perf_counter()
+            problem = _check_image(image)
+            if problem:
+                results.append(ImageResult(faces=[], image_size=_shape2(image), error=problem))
+                continue
+            image = np.ascontiguousarray(image)
+            detections = self._detector.detect(image)
+            t1 = time.perf_counter()
+            result = ImageResult(faces=[], image_size=image.shape[:2])
+            result.timings_ms["detect"] = (t1 - t0) * 1e3
+            if not detections:
+                result.error = "no face found"
+                results.append(result)
+                continue
+            fits = self._fitter.fit(image, detections)
+            t2 = time.perf_counter()
+            result.timings_ms["fit"] = (t2 - t1) * 1e3
+            for face_index, (det, fit) in enumerate(zip(detections, fits, strict=True)):
+                if isinstance(fit, FitError):
+                    result.faces.append(FaceResult(detection=det, fit=None, views=[], error=str(fit)))
+                    continue
+                scene = build_scene(
+                    image, fit, self.output_size, self._person_mask, self.texture_size, self._source_depth,
+                    with_head=self.config.background == "scene",
+                )
+                result.faces.append(FaceResult(detection=det, fit=fit, views=[]))
+                jobs.append(_Job(index, face_index, fit, scene))
+            result.timings_ms["scene"] = (time.perf_counter() - t2) * 1e3
+            results.append(result)
+
+        t3 = time.perf_counter()
+        views = self.render_jobs(jobs)
+        render_ms = (time.perf_counter() - t3) * 1e3
+        for job, job_views in zip(jobs, views, strict=True):
+            results[job.image_index].faces[job.face_index].views = job_views
+        n_jobs = max(1, len(jobs))
+        for index in {job.image_index for job in jobs}:
+            share = sum(1 for j in jobs if j.image_index == index) / n_jobs
+            results[index].timings_ms["render"] = render_ms * share
+        return results
+
+    def close(self) -> None:
+        for part in (self._detector, self._fitter, self._segmenter):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+    # --------------------------------------------------------------- internals
+    def _person_mask(self, rgb: np.ndarray) -> np.ndarray:
+        return self._segmenter(rgb) if self._segmenter is not None else np.zeros(rgb.shape[:2], np.float32)
+
+    def _source_depth(self, vertices: np.ndarray, triangles: np.ndarray, size: int) -> np.ndarray:
+        """Depth of the nearest face surface per texture pixel, seen from the source camera."""
+        v = torch.from_numpy(vertices).to(self.device)[None]
+        t = torch.from_numpy(triangles).to(self.device)
+        frags = render.rasterize(v, t, size, size)
+        return frags.depth[0].cpu().numpy()
+
+    def render_jobs(self, jobs: list[_Job]) -> list[list[View]]:
+        """Render every view of every job; batches of jobs with the same mesh topology share passes."""
+        if not jobs:
+            return []
+        n_views = len(self.view_requests)
+        pass_pixels = (self.output_size * SUPERSAMPLING) ** 2 * n_views
+        per_pass = max(1, self.max_pixels_per_pass // pass_pixels)
+        out: list[list[View] | None] = [None] * len(jobs)
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            key = (job.scene.vertices.shape[0], job.scene.triangles.shape[0], job.scene.texture.shape)
+            groups.setdefault(key, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), per_pass):
+                chunk = indices[start:start + per_pass]
+                for i, views in zip(chunk, self._render_chunk([jobs[i] for i in chunk]), strict=True):
+                    out[i] = views
+        return [v for v in out if v is not None]
+
+    @torch.no_grad()
+    def _render_chunk(self, jobs: list[_Job]) -> list[list[View]]:
+        dev = self.device
+        size = self.output_size
+        ss = SUPERSAMPLING
+        n_jobs, n_views = len(jobs), len(self.view_requests)
+        batch = n_jobs * n_views
+        scenes = [j.scene for j in jobs]
+        triangles = torch.from_numpy(scenes[0].triangles).to(dev)
+        verts = torch.from_numpy(np.stack([s.vertices for s in scenes])).to(dev)  # (J, V, 3)
+        weights = torch.from_numpy(np.stack([s.weights for s in scenes])).to(dev)
+        mirror = torch.from_numpy(np.stack([s.mirror_ids for s in scenes])).to(dev)
+        tri_layer = torch.from_numpy(np.stack([s.triangle_layer for s in scenes])).to(dev)
+        tri_unknown = torch.from_numpy(np.stack([s.triangle_unknown for s in scenes])).to(dev)
+        textures = torch.from_numpy(np.stack([s.texture for s in scenes])).to(dev)
+        textures = textures.permute(0, 3, 1, 2).float().div_(255.0)  # (J, 3, T, T)
+        src_depth = torch.from_numpy(np.stack([s.source_depth for s in scenes])).to(dev)[:, None]
+        src_depth = torch.nan_to_num(src_depth, posinf=1e9)
+        tex_affine = torch.from_numpy(np.stack([s.texture_from_source for s in scenes])).float().to(dev)
+        image_hw = torch.tensor([s.image_size for s in scenes], dtype=torch.float32, device=dev)
+        face_width = torch.tensor([s.face_width for s in scenes], dtype=torch.float32, device=dev)
+
+        # Per (job, view): rotation about the head centre, as an axis-angle scaled by vertex weights.
+        targets: list[HeadPose] = []
+        axis_angles = np.zeros((batch, 3))
+        centres = np.zeros((batch, 3))
+        for j, job in enumerate(jobs):
+            for v, request in enumerate(self.view_requests):
+                tgt = target_pose(job.fit.pose, request)
+                targets.append(tgt)
+                axis_angles[j * n_views + v] = axis_angle(relative_rotation(job.fit.pose, tgt))
+                centres[j * n_views + v] = job.fit.head_centre
+        aa = torch.from_numpy(axis_angles).float().to(dev)
+        centre = torch.from_numpy(centres).float().to(dev)
+        job_of = torch.arange(n_jobs, device=dev).repeat_interleave(n_views)
+        rotated = _rotate_weighted(verts[job_of], weights[job_of], aa, centre)
+
+        # Align each rotated face on the five-point template: 2D similarity as a complex factor.
+        ids5 = torch.from_numpy(np.asarray(jobs[0].fit.landmark_ids5)).to(dev)
+        template = torch.from_numpy(five_point_template(size)).float().to(dev)
+        pts5 = rotated[:, ids5, :2].mean(dim=2)  # (B, 5, 2)
+        a, b = _similarity_complex(pts5, template)
+        out_xy = _apply_complex(rotated[..., :2], a, b)
+        out_z = rotated[..., 2] * a.abs()[:, None]
+        screen = torch.cat([out_xy * ss, (out_z * ss)[..., None]], dim=-1)
+
+        frags = render.rasterize(screen, triangles, size * ss, size * ss)
+        tri_id = frags.triangle_id
+        covered = tri_id >= 0
+        safe_id = tri_id.clamp_min(0)
+        flat_idx = job_of[:, None, None] * triangles.shape[0] + safe_id
+        layer = torch.where(covered, tri_layer.reshape(-1)[flat_idx], torch.zeros_like(tri_layer.reshape(-1)[flat_idx]))
+        curtain = covered & tri_unknown.reshape(-1)[flat_idx]
+
+        src_xyz = verts  # (J, V, 3): where each vertex came from in the source photo
+        mirror_xyz = torch.gather(verts, 1, mirror[..., None].expand(-1, -1, 3))
+        attrs = torch.cat([src_xyz, mirror_xyz], dim=-1)[job_of]
+        interp = render.interpolate(attrs, frags, triangles)  # (B, H, W, 6)
+
+        def to_tex(xy: torch.Tensor) -> torch.Tensor:
+            aff = tex_affine[job_of]  # (B, 2, 3)
+            return torch.einsum("bij,bhwj->bhwi", aff[:, :, :2], xy) + aff[:, None, None, :, 2]
+
+        uv = to_tex(interp[..., 0:2])
+        uv_m = to_tex(interp[..., 3:5])
+        tex_scale = tex_affine[job_of][:, 0, 0]
+        eps = (0.04 * face_width[job_of])[:, None, None]
+        zbuf = _sample_per_job(src_depth, uv, n_jobs, mode="nearest")[..., 0]
+        zbuf_m = _sample_per_job(src_depth, uv_m, n_jobs, mode="nearest")[..., 0]
+        is_face = layer == LAYER_FACE
+        visible = interp[..., 2] <= zbuf + eps
+        mirror_visible = interp[..., 5] <= zbuf_m + eps
+        use_mirror = is_face & ~visible & mirror_visible
+        hidden = is_face & ~visible & ~mirror_visible
+        uv_final = torch.where(use_mirror[..., None], uv_m, uv)
+        src_xy = (uv_final - tex_affine[job_of][:, None, None, :, 2]) / tex_scale[:, None, None, None]
+        hw = image_hw[job_of]
+        in_image = (
+            (src_xy[..., 0] >= 0) & (src_xy[..., 1] >= 0)
+            & (src_xy[..., 0] <= hw[:, None, None, 1]) & (src_xy[..., 1] <= hw[:, None, None, 0])
+        )
+        known = covered & ~curtain & ~hidden & in_image
+        colour = _sample_per_job(textures, uv_final, n_jobs, mode="bilinear")  # (B, H, W, 3)
+
+        known_f = known.float()
+        cov_f = covered.float()
+        col_sum = render.downsample(colour * known_f[..., None], ss)
+        k = render.downsample(known_f[..., None], ss)
+        cov = render.downsample(cov_f[..., None], ss)
+        fill = _push_pull_fill(col_sum, k)
+        if self.config.background == "scene":
+            image = col_sum + fill * (1.0 - k)
+            alpha = torch.ones_like(k)
+        else:
+            image = col_sum + fill * (cov - k).clamp_min(0.0)
+            alpha = cov
+        image = image.clamp(0.0, 1.0)
+
+        if self._refiner is not None:
+            source_yaw = torch.tensor([job.fit.pose.yaw for job in jobs], device=dev)[job_of]
+            refined = self._refiner.refine(
+                RefineInput(images=image.permute(0, 3, 1, 2), alpha=alpha.permute(0, 3, 1, 2),
+                            landmarks68=None, source_yaw_deg=source_yaw)
+            )
+            image = refined.permute(0, 2, 3, 1).clamp(0.0, 1.0)
+
+        flags = torch.zeros(covered.shape, dtype=torch.uint8, device=dev)
+        flags |= (layer == LAYER_FACE).to(torch.uint8) * FLAG_FACE
+        flags |= (layer == LAYER_HEAD).to(torch.uint8) * FLAG_HEAD
+        flags |= (layer == LAYER_BACKGROUND).to(torch.uint8) * FLAG_BACKGROUND
+        flags |= (use_mirror & known).to(torch.uint8) * FLAG_MIRROR
+        flags |= (covered & ~known).to(torch.uint8) * FLAG_INPAINTED
+        flags = _or_pool(flags, ss)
+
+        image_u8 = (image * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        mask_u8 = (k[..., 0] * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        flags_np = flags.cpu().numpy()
+        angle = torch.angle(a).cpu().numpy()
+
+        results: list[list[View]] = []
+        for j, _job in enumerate(jobs):
+            views = []
+            for v, request in enumerate(self.view_requests):
+                i = j * n_views + v
+                achieved = pose_from_rotation_camera(_rot_z(angle[i]) @ rotation_camera(targets[i]))
+                views.append(View(request=request, target=targets[i], image=image_u8[i], mask=mask_u8[i],
+                                  flags=flags_np[i], achieved=achieved))
+            results.append(views)
+        return results
+
+
+# ---------------------------------------------------------------------- helpers
+class PersonSegmenter:
+    """mediapipe selfie segmentation (model shipped in the wheel): P(person) per pixel."""
+
+    def __init__(self) -> None:
+        from mediapipe.python.solutions import selfie_segmentation
+
+        self._model = selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        result = self._model.process(np.ascontiguousarray(rgb))
+        return np.asarray(result.segmentation_mask, dtype=np.float32)
+
+    def close(self) -> None:
+        self._model.close()
+
+
+def _make_fitter(config: SynthConfig, device: torch.device) -> Fitter:
+    if config.fitter == "mediapipe":
+        from .fit.mediapipe_fit import MediapipeFitter
+
+        return MediapipeFitter()
+    if config.fitter == "3ddfa":
+        from .fit.tddfa import TDDFAFitter
+
+        return TDDFAFitter.from_weights_dir(config.weights_dir, device=device)
+    raise ConfigError(f"fitter {config.fitter!r} is not 'mediapipe' or '3ddfa'")
+
+
+def _make_refiner(config: SynthConfig, device: torch.device) -> Refiner | None:
+    if config.refiner == "none":
+        return None
+    if config.refiner == "rotate_and_render":
+        from .refine.rotate_and_render import RotateAndRenderRefiner
+
+        return RotateAndRenderRefiner.from_weights_dir(config.weights_dir, device=device)
+    raise ConfigError(f"refiner {config.refiner!r} is not 'none' or 'rotate_and_render'")
+
+
+def _shape2(image) -> tuple[int, int]:
+    shape = getattr(image, "shape", (0, 0))
+    return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else (0, 0)
+
+
+def _check_image(image) -> str | None:
+    if not isinstance(image, np.ndarray):
+        return f"not a numpy image but {type(image).__name__}"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"expected an RGB image (H, W, 3), got shape {image.shape}"
+    if image.dtype != np.uint8:
+        return f"expected uint8 pixels, got {image.dtype}"
+    if image.shape[0] < 16 or image.shape[1] < 16:
+        return f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to hold a face"
+    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        return f"image of {image.shape[1]}x{image.shape[0]} pixels exceeds {MAX_IMAGE_PIXELS} pixels"
+    return None
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _rotate_weighted(verts: torch.Tensor, weights: torch.Tensor, aa: torch.Tensor, centre: torch.Tensor):
+    """Rotate each vertex about ``centre`` by its weight times the axis-angle ``aa`` (Rodrigues)."""
+    theta = aa.norm(dim=-1, keepdim=True)  # (B, 1)
+    axis = aa / theta.clamp_min(1e-12)
+    phi = theta * weights  # (B, V)
+    p = verts - centre[:, None, :]
+    k = axis[:, None, :].expand_as(p)
+    cos, sin = torch.cos(phi)[..., None], torch.sin(phi)[..., None]
+    dot = (k * p).sum(-1, keepdim=True)
+    rotated = p * cos + torch.cross(k, p, dim=-1) * sin + k * dot * (1.0 - cos)
+    return rotated + centre[:, None, :]
+
+
+def _similarity_complex(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares 2D similarity dst ~ a * src + b with complex a, b, batched over src (B, K, 2)."""
+    zs = torch.complex(src[..., 0], src[..., 1])
+    zd = torch.complex(dst[..., 0], dst[..., 1]).expand_as(zs)
+    ms, md = zs.mean(dim=1, keepdim=True), zd.mean(dim=1, keepdim=True)
+    cs, cd = zs - ms, zd - md
+    a = (cs.conj() * cd).sum(dim=1) / (cs.abs() ** 2).sum(dim=1).clamp_min(1e-12)
+    b = md[:, 0] - a * ms[:, 0]
+    return a, b
+
+
+def _apply_complex(xy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    z = torch.complex(xy[..., 0], xy[..., 1]) * a[:, None] + b[:, None]
+    return torch.stack([z.real, z.imag], dim=-1)
+
+
+def _sample_per_job(images: torch.Tensor, uv: torch.Tensor, n_jobs: int, mode: str) -> torch.Tensor:
+    """Sample per-job images (J, C, T, T) at texture pixel coords uv (J*views, H, W, 2) -> (B, H, W, C).
+
+    The views of one job are stacked into one tall sampling grid so that every job's texture is read
+    once, without copying it per view.
+    """
+    batch, height, width, _ = uv.shape
+    per_job = batch // n_jobs
+    grid = uv.reshape(n_jobs, per_job * height, width, 2)
+    size = torch.tensor([images.shape[-1], images.shape[-2]], dtype=uv.dtype, device=uv.device)
+    grid = grid / size * 2.0 - 1.0
+    out = F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
+    return out.permute(0, 2, 3, 1).reshape(batch, height, width, images.shape[1])
+
+
+def _push_pull_fill(colour_sum: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill unknown pixels smoothly from known ones (push-pull pyramid), batched: (B, H, W, C)."""
+    c = colour_sum.permute(0, 3, 1, 2)
+    w = weight.permute(0, 3, 1, 2)
+    levels = [(c, w)]
+    while min(c.shape[-2:]) > 1:
+        c = F.avg_pool2d(c, 2, ceil_mode=True)
+        w = F.avg_pool2d(w, 2, ceil_mode=True)
+        levels.append((c, w))
+    c, w = levels[-1]
+    filled = c / w.clamp_min(1e-8)
+    for c, w in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        wk = w.clamp(0.0, 1.0)
+        filled = torch.where(w > 1e-8, c / w.clamp_min(1e-8), up) * wk + up * (1.0 - wk)
+    return filled.permute(0, 2, 3, 1)
+
+
+def _or_pool(flags: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bitwise OR of each factor x factor block of a (B, H, W) uint8 flag map."""
+    if factor == 1:
+        return flags
+    b, h, w = flags.shape
+    blocks = flags.reshape(b, h // factor, factor, w // factor, factor)
+    out = torch.zeros((b, h // factor, w // factor), dtype=torch.uint8, device=flags.device)
+    for dy in range(factor):
+        for dx in range(factor):
+            out |= blocks[:, :, dy, :, dx]
+    return out
+
+
+__all__ = ["FaceSynthesizer", "resolve_device", "target_pose", "FaceDetection"]
