@@ -50,7 +50,9 @@ class FaceScene:
     mirror_ids: np.ndarray  # (V,) int64 mirror-symmetric vertex (grid vertices: themselves)
     triangles: np.ndarray  # (F, 3) int64
     triangle_layer: np.ndarray  # (F,) uint8 LAYER_* of each triangle
-    triangle_unknown: np.ndarray  # (F,) bool: disocclusion "curtain" triangles, never real texture
+    triangle_unknown: np.ndarray  # (F,) bool: depth-jump triangles, unknown where a rotation opens them
+    source_normals: np.ndarray  # (V, 3) float32 unit surface normals (toward the source camera: -z)
+    triangle_mirror_ok: np.ndarray  # (F,) bool: the mirror images of the 3 vertices form a compact triangle
     num_face_vertices: int
     num_face_triangles: int
     texture: np.ndarray  # (T, T, 3) uint8 RGB crop of the source at full resolution (capped)
@@ -108,12 +110,15 @@ def build_scene(
 
     nv = len(face_v)
     mirror = fit.mirror_ids if fit.mirror_ids is not None else np.arange(nv)
+    normals = _vertex_normals(face_v, tris)
+    mirror_ok = _mirror_coherent(face_v, tris, np.asarray(mirror, np.int64))
     if not with_head:
         return FaceScene(
             vertices=face_v.astype(np.float32), weights=np.ones(nv, np.float32),
             mirror_ids=np.asarray(mirror, np.int64), triangles=tris,
             triangle_layer=np.full(len(tris), LAYER_FACE, np.uint8),
-            triangle_unknown=np.zeros(len(tris), bool), num_face_vertices=nv, num_face_triangles=len(tris),
+            triangle_unknown=np.zeros(len(tris), bool), source_normals=normals, triangle_mirror_ok=mirror_ok,
+            num_face_vertices=nv, num_face_triangles=len(tris),
             texture=texture, texture_from_source=tex_from_src, source_depth=source_depth.astype(np.float32),
             face_width=face_width, image_size=(height, width),
         )
@@ -125,7 +130,7 @@ def build_scene(
     grid_tex = np.stack([gx.ravel(), gy.ravel()], axis=1)
     grid_src = (grid_tex - tex_from_src[:, 2]) / scale
 
-    person = person_mask_fn(texture)
+    person = cv2.GaussianBlur(person_mask_fn(texture), (0, 0), sigmaX=tex_size / 200.0)
     person_at = _sample(person, grid_tex)
     face_depth_at = _sample(source_depth, grid_tex, nearest=True)
 
@@ -162,8 +167,9 @@ def build_scene(
     grid_tris = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
     tri_depth = depth[grid_tris]
     span = tri_depth.max(axis=1) - tri_depth.min(axis=1)
-    # Depth jumps between head and background (or hair plane) are not surfaces: disocclusions.
-    unknown = span > 0.25 * face_width
+    # Depth jumps between head and background are not surfaces: where rotation opens them up
+    # (the renderer checks the stretch per view) they show what the source never saw.
+    unknown = span > 0.1 * face_width
     layer = np.where(weight[grid_tris].max(axis=1) > 0, LAYER_HEAD, LAYER_BACKGROUND).astype(np.uint8)
 
     vertices = np.concatenate([face_v, grid_vertices]).astype(np.float32)
@@ -174,10 +180,34 @@ def build_scene(
         vertices=vertices, weights=weights, mirror_ids=mirror_all, triangles=triangles,
         triangle_layer=np.concatenate([np.full(len(tris), LAYER_FACE, np.uint8), layer]),
         triangle_unknown=np.concatenate([np.zeros(len(tris), bool), unknown]),
+        source_normals=np.concatenate([normals, np.tile(np.float32([0, 0, -1]), (n * n, 1))]),
+        triangle_mirror_ok=np.concatenate([mirror_ok, np.zeros(len(grid_tris), bool)]),
         num_face_vertices=nv, num_face_triangles=len(tris), texture=texture,
         texture_from_source=tex_from_src, source_depth=source_depth.astype(np.float32),
         face_width=face_width, image_size=(height, width),
     )
+
+
+def _vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Unit vertex normals oriented toward the source camera (the camera looks along +z)."""
+    p = vertices[triangles]
+    normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])  # area-weighted
+    acc = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(acc, triangles[:, k], normals)
+    acc /= np.linalg.norm(acc, axis=1, keepdims=True) + 1e-12
+    if np.median(acc[:, 2]) > 0:  # triangle winding is the other way round
+        acc = -acc
+    return acc.astype(np.float32)
+
+
+def _mirror_coherent(vertices: np.ndarray, triangles: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Triangles whose mirrored vertices stay close together, so interpolating them is meaningful."""
+    def longest_edge(t: np.ndarray) -> np.ndarray:
+        p = vertices[t]
+        return np.max([np.linalg.norm(p[:, i] - p[:, (i + 1) % 3], axis=1) for i in range(3)], axis=0)
+
+    return longest_edge(mirror[triangles]) <= 2.5 * longest_edge(triangles) + 1e-6
 
 
 def _sample(image: np.ndarray, xy: np.ndarray, nearest: bool = False) -> np.ndarray:

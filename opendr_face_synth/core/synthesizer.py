@@ -40,7 +40,11 @@ from .types import FaceDetection, FaceFit, FaceResult, HeadPose, ImageResult, Vi
 
 FLAG_FACE, FLAG_HEAD, FLAG_BACKGROUND, FLAG_MIRROR, FLAG_INPAINTED = 1, 2, 4, 8, 16
 SUPERSAMPLING = 2  # rasterize at 2x and average 2x2, like the seed's neural_renderer
-MAX_IMAGE_PIXELS = 80_000_000  # beyond this an input is refused with a reason (no silent downscale)
+MAX_IMAGE_PIXELS = 80_000_000
+FACING_RATIO = 0.5  # a texel is unreliable when its source cosine is below this times its target cosine
+MIN_MIRROR_FACING = 0.4  # mirror texels must be clearly seen: silhouette texels hold hair or background
+MIRROR_ADVANTAGE = 0.2  # ... and clearly better seen than the point itself (a frontal face gains nothing)
+STRETCH_LIMIT = 1.5  # a depth-jump triangle grown beyond this area ratio shows what the source never saw  # beyond this an input is refused with a reason (no silent downscale)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,6 +104,9 @@ class FaceSynthesizer:
             self._segmenter = PersonSegmenter()
         default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
+        # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
+        # so it is for benchmarks only.
+        self.stage_times_ms: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ public
     def process(self, images: Sequence[np.ndarray]) -> list[ImageResult]:
@@ -183,9 +190,19 @@ class FaceSynthesizer:
                     out[i] = views
         return [v for v in out if v is not None]
 
+    def _mark(self, stage: str, since: float) -> float:
+        if self.stage_times_ms is None:
+            return since
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.stage_times_ms[stage] = self.stage_times_ms.get(stage, 0.0) + (now - since) * 1e3
+        return now
+
     @torch.no_grad()
     def _render_chunk(self, jobs: list[_Job]) -> list[list[View]]:
         dev = self.device
+        tick = time.perf_counter()
         size = self.output_size
         ss = SUPERSAMPLING
         n_jobs, n_views = len(jobs), len(self.view_requests)
@@ -197,6 +214,7 @@ class FaceSynthesizer:
         mirror = torch.from_numpy(np.stack([s.mirror_ids for s in scenes])).to(dev)
         tri_layer = torch.from_numpy(np.stack([s.triangle_layer for s in scenes])).to(dev)
         tri_unknown = torch.from_numpy(np.stack([s.triangle_unknown for s in scenes])).to(dev)
+        tri_mirror_ok = torch.from_numpy(np.stack([s.triangle_mirror_ok for s in scenes])).to(dev)
         textures = torch.from_numpy(np.stack([s.texture for s in scenes])).to(dev)
         textures = textures.permute(0, 3, 1, 2).float().div_(255.0)  # (J, 3, T, T)
         src_depth = torch.from_numpy(np.stack([s.source_depth for s in scenes])).to(dev)[:, None]
@@ -205,6 +223,7 @@ class FaceSynthesizer:
         image_hw = torch.tensor([s.image_size for s in scenes], dtype=torch.float32, device=dev)
         face_width = torch.tensor([s.face_width for s in scenes], dtype=torch.float32, device=dev)
 
+        tick = self._mark("upload", tick)
         # Per (job, view): rotation about the head centre, as an axis-angle scaled by vertex weights.
         targets: list[HeadPose] = []
         axis_angles = np.zeros((batch, 3))
@@ -229,18 +248,31 @@ class FaceSynthesizer:
         out_z = rotated[..., 2] * a.abs()[:, None]
         screen = torch.cat([out_xy * ss, (out_z * ss)[..., None]], dim=-1)
 
+        tick = self._mark("transform", tick)
         frags = render.rasterize(screen, triangles, size * ss, size * ss)
+        tick = self._mark("rasterize", tick)
         tri_id = frags.triangle_id
         covered = tri_id >= 0
         safe_id = tri_id.clamp_min(0)
         flat_idx = job_of[:, None, None] * triangles.shape[0] + safe_id
         layer = torch.where(covered, tri_layer.reshape(-1)[flat_idx], torch.zeros_like(tri_layer.reshape(-1)[flat_idx]))
-        curtain = covered & tri_unknown.reshape(-1)[flat_idx]
+        # A depth-jump triangle is a disocclusion only where the rotation stretched it open.
+        stretched = _stretched_triangles(verts[job_of], out_xy, triangles, a.abs(), STRETCH_LIMIT)
+        opened = tri_unknown[job_of] & stretched  # (B, F)
+        view_idx = torch.arange(batch, device=dev)[:, None, None] * triangles.shape[0] + safe_id
+        curtain = covered & opened.reshape(-1)[view_idx]
 
         src_xyz = verts  # (J, V, 3): where each vertex came from in the source photo
         mirror_xyz = torch.gather(verts, 1, mirror[..., None].expand(-1, -1, 3))
-        attrs = torch.cat([src_xyz, mirror_xyz], dim=-1)[job_of]
-        interp = render.interpolate(attrs, frags, triangles)  # (B, H, W, 6)
+        # Cosines to the view direction: at the source for each vertex and its mirror, and at the target.
+        normals = torch.from_numpy(np.stack([s.source_normals for s in scenes])).to(dev)
+        src_facing = -normals[..., 2:3]
+        mirror_facing = torch.gather(src_facing, 1, mirror[..., None])
+        rot_rows = _rodrigues(aa)[:, 2, :]  # third row: z of the rotated normal
+        target_facing = -(normals[job_of] * rot_rows[:, None, :]).sum(-1, keepdim=True)
+        attrs = torch.cat([src_xyz, mirror_xyz, src_facing, mirror_facing], dim=-1)[job_of]
+        attrs = torch.cat([attrs, target_facing], dim=-1)
+        interp = render.interpolate(attrs, frags, triangles)  # (B, H, W, 9)
 
         def to_tex(xy: torch.Tensor) -> torch.Tensor:
             aff = tex_affine[job_of]  # (B, 2, 3)
@@ -253,8 +285,16 @@ class FaceSynthesizer:
         zbuf = _sample_per_job(src_depth, uv, n_jobs, mode="nearest")[..., 0]
         zbuf_m = _sample_per_job(src_depth, uv_m, n_jobs, mode="nearest")[..., 0]
         is_face = layer == LAYER_FACE
-        visible = interp[..., 2] <= zbuf + eps
-        mirror_visible = interp[..., 5] <= zbuf_m + eps
+        # Seen in the source: nearest surface there, and not much more oblique there than in the target
+        # (texels near a turned face's silhouette are stretched, or hold background colours).
+        tgt_facing = interp[..., 8]
+        mirror_ok = tri_mirror_ok.reshape(-1)[flat_idx]
+        visible = (interp[..., 2] <= zbuf + eps) & (interp[..., 6] >= FACING_RATIO * tgt_facing)
+        mirror_visible = (
+            mirror_ok & (interp[..., 5] <= zbuf_m + eps)
+            & (interp[..., 7] >= torch.clamp(FACING_RATIO * tgt_facing, min=MIN_MIRROR_FACING))
+            & (interp[..., 7] >= interp[..., 6] + MIRROR_ADVANTAGE)
+        )
         use_mirror = is_face & ~visible & mirror_visible
         hidden = is_face & ~visible & ~mirror_visible
         uv_final = torch.where(use_mirror[..., None], uv_m, uv)
@@ -265,13 +305,16 @@ class FaceSynthesizer:
             & (src_xy[..., 0] <= hw[:, None, None, 1]) & (src_xy[..., 1] <= hw[:, None, None, 0])
         )
         known = covered & ~curtain & ~hidden & in_image
+        tick = self._mark("interpolate+visibility", tick)
         colour = _sample_per_job(textures, uv_final, n_jobs, mode="bilinear")  # (B, H, W, 3)
+        tick = self._mark("texture", tick)
 
         known_f = known.float()
         cov_f = covered.float()
         col_sum = render.downsample(colour * known_f[..., None], ss)
         k = render.downsample(known_f[..., None], ss)
         cov = render.downsample(cov_f[..., None], ss)
+        # Unknown pixels take a smooth fill from everything known around them (push-pull pyramid).
         fill = _push_pull_fill(col_sum, k)
         if self.config.background == "scene":
             image = col_sum + fill * (1.0 - k)
@@ -280,6 +323,7 @@ class FaceSynthesizer:
             image = col_sum + fill * (cov - k).clamp_min(0.0)
             alpha = cov
         image = image.clamp(0.0, 1.0)
+        tick = self._mark("antialias+composite", tick)
 
         if self._refiner is not None:
             source_yaw = torch.tensor([job.fit.pose.yaw for job in jobs], device=dev)[job_of]
@@ -288,6 +332,7 @@ class FaceSynthesizer:
                             landmarks68=None, source_yaw_deg=source_yaw)
             )
             image = refined.permute(0, 2, 3, 1).clamp(0.0, 1.0)
+            tick = self._mark("refine", tick)
 
         flags = torch.zeros(covered.shape, dtype=torch.uint8, device=dev)
         flags |= (layer == LAYER_FACE).to(torch.uint8) * FLAG_FACE
@@ -301,6 +346,7 @@ class FaceSynthesizer:
         mask_u8 = (k[..., 0] * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
         flags_np = flags.cpu().numpy()
         angle = torch.angle(a).cpu().numpy()
+        tick = self._mark("download", tick)
 
         results: list[list[View]] = []
         for j, _job in enumerate(jobs):
@@ -388,6 +434,29 @@ def _rotate_weighted(verts: torch.Tensor, weights: torch.Tensor, aa: torch.Tenso
     dot = (k * p).sum(-1, keepdim=True)
     rotated = p * cos + torch.cross(k, p, dim=-1) * sin + k * dot * (1.0 - cos)
     return rotated + centre[:, None, :]
+
+
+def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    """(B, 3) axis-angle vectors -> (B, 3, 3) rotation matrices."""
+    theta = aa.norm(dim=-1).clamp_min(1e-12)[:, None, None]
+    k = aa / theta[:, :, 0]
+    zero = torch.zeros_like(k[:, 0])
+    kx = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0], -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(kx)
+    return eye + torch.sin(theta) * kx + (1 - torch.cos(theta)) * (kx @ kx)
+
+
+def _stretched_triangles(src: torch.Tensor, out_xy: torch.Tensor, triangles: torch.Tensor, scale: torch.Tensor,
+                         limit: float) -> torch.Tensor:
+    """(B, F) bool: triangles whose screen area grew by more than ``limit`` versus the source view."""
+
+    def area(xy: torch.Tensor) -> torch.Tensor:
+        p = xy[:, triangles]  # (B, F, 3, 2)
+        e1, e2 = p[:, :, 1] - p[:, :, 0], p[:, :, 2] - p[:, :, 0]
+        return (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]).abs() * 0.5
+
+    before = area(src[..., :2]) * (scale**2)[:, None]
+    return area(out_xy) > limit * before + 0.5  # +0.5 px^2: slivers that stay tiny are harmless
 
 
 def _similarity_complex(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,65 @@
+"""Anti-aliasing by supersampling: rasterize and shade at ``ss`` times the resolution, then box-filter.
+
+This is the seed's scheme (its neural_renderer renders at 2S and average-pools 2x2). It is exact box
+filtering of coverage at ss x ss sample positions: edge pixels get fractional alpha, interior pixels 1,
+and it also anti-aliases texture and attribute discontinuities inside the mesh (where nvdiffrast's
+silhouette-only ``antialias`` does not). The pattern::
+
+    frags = rasterize(vertices_px * [ss, ss, 1], triangles, H * ss, W * ss)   # x, y scaled by ss
+    colour_hr = ...shade with interpolate / texture at (B, H*ss, W*ss, C)...
+    colour, alpha = antialias(colour_hr, frags, ss)   # premultiplied colour, coverage alpha
+    over_bg = colour + (1 - alpha) * background
+
+Scaling x, y by ss keeps the pixel-centre convention: output pixel (i, j) covers [j, j+1) x [i, i+1)
+and its ss x ss samples sit at the centres of the sub-pixels, e.g. (j + 0.25, j + 0.75) for ss = 2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .rasterize import Fragments
+
+__all__ = ["antialias", "coverage", "downsample"]
+
+
+def downsample(image: Tensor, ss: int) -> Tensor:
+    """Average ``ss`` x ``ss`` blocks of a channels-last ``image`` (B, H*ss, W*ss, C) -> (B, H, W, C).
+
+    Sums strided sub-images in place (about 10x faster on CPU than a reshape-mean) and accepts any strides.
+    """
+    if ss < 1:
+        raise ValueError(f"ss must be >= 1, got {ss}")
+    if image.dim() != 4 or image.shape[1] % ss or image.shape[2] % ss:
+        raise ValueError(f"image must be (B, H*ss, W*ss, C) with ss={ss}, got {tuple(image.shape)}")
+    if ss == 1:
+        return image.clone()
+    if not image.is_floating_point():
+        image = image.float()
+    out = image[:, 0::ss, 0::ss].clone(memory_format=torch.contiguous_format)
+    for dy in range(ss):
+        for dx in range(ss):
+            if dx or dy:
+                out.add_(image[:, dy::ss, dx::ss])
+    return out.mul_(1.0 / (ss * ss))
+
+
+def coverage(fragments: Fragments) -> Tensor:
+    """(B, H, W, 1) float32: 1 where a triangle covers the pixel centre, else 0."""
+    return (fragments.triangle_id >= 0).to(torch.float32).unsqueeze(-1)
+
+
+def antialias(image: Tensor, fragments: Fragments, ss: int = 2) -> tuple[Tensor, Tensor]:
+    """Resolve a supersampled shading ``image`` (B, H*ss, W*ss, C) rasterized as ``fragments``.
+
+    Returns ``(colour, alpha)``: colour (B, H, W, C) is premultiplied (the mean over the ss x ss samples
+    with empty samples counted as 0, i.e. the render over black), alpha (B, H, W, 1) the covered fraction:
+    exactly 1 inside, k / ss**2 on silhouette edges, 0 outside.
+    """
+    mask = coverage(fragments)
+    if image.shape[:3] != mask.shape[:3]:
+        raise ValueError(f"image {tuple(image.shape)} does not match fragments {tuple(mask.shape)}")
+    colour = downsample(image * mask, ss)
+    alpha = downsample(mask, ss)
+    return colour, alpha
