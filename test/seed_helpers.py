@@ -72,8 +72,13 @@ def seed_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def params_for_pose(yaw: float, pitch: float, roll: float, scale: float = 6e-4,
-                    translation: tuple[float, float, float] = (60.0, 70.0, -76.6)) -> np.ndarray:
+def params_for_pose(
+    yaw: float,
+    pitch: float,
+    roll: float,
+    scale: float = 6e-4,
+    translation: tuple[float, float, float] = (60.0, 70.0, -76.6),
+) -> np.ndarray:
     """A 62-vector with A = scale * R(yaw, pitch, roll), the given t, zero shape and expression."""
     p = np.zeros(62)
     pose = np.concatenate([scale * seed_rotation(yaw, pitch, roll), np.array(translation)[:, None]], axis=1)

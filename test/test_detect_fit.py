@@ -97,3 +97,12 @@ def test_poses_agree_with_seed_3ddfa_fits(detector, fitter):
     diffs = np.array(diffs)
     assert len(diffs) == 8
     assert np.median(diffs[:, 0]) < 6 and np.median(diffs[:, 1]) < 6, diffs
+
+
+def test_small_face_in_huge_image_is_found(detector, astronaut):
+    canvas = np.full((6000, 6000, 3), 200, np.uint8)
+    canvas[4000:4512, 1000:1512] = astronaut  # a 100-pixel face in a 36-megapixel picture
+    faces = detector.detect(canvas)
+    assert len(faces) == 1
+    x0, y0, _, _ = faces[0].box
+    assert 1150 < x0 < 1200 and 4050 < y0 < 4100

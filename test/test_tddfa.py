@@ -46,7 +46,9 @@ def test_roi_from_detector_box_follows_v2_rule():
     np.testing.assert_allclose(roi[0], [-29.0, -15.0, 129.0, 143.0])
     s = (40 + 60) / 2
     side = math.floor(1.58 * s)
-    np.testing.assert_allclose(roi[1], [30 - side / 2, 50 + 0.14 * s - side / 2, 30 + side / 2, 50 + 0.14 * s + side / 2])
+    np.testing.assert_allclose(
+        roi[1], [30 - side / 2, 50 + 0.14 * s - side / 2, 30 + side / 2, 50 + 0.14 * s + side / 2]
+    )
 
 
 def test_roi_from_landmarks_is_square_of_the_bbox_diagonal():
@@ -62,15 +64,23 @@ def _crop_img(img: np.ndarray, roi: np.ndarray) -> np.ndarray:
     sx, sy, ex, ey = (int(round(v)) for v in roi)
     out = np.zeros((ey - sy, ex - sx, img.shape[2]), img.dtype)
     x0, y0, x1, y1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
-    out[y0 - sy:y1 - sy, x0 - sx:x1 - sx] = img[y0:y1, x0:x1]
+    out[y0 - sy : y1 - sy, x0 - sx : x1 - sx] = img[y0:y1, x0:x1]
     return out
 
 
 def test_batched_crop_matches_seed_crop_and_opencv_resize():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
-    rois = np.array([[10.3, 20.7, 150.2, 160.6], [-30.5, -10, 90, 110], [200, 100, 340, 240],
-                     [50, 50, 120, 120], [5, 5, 305, 205], [100.5, 80.5, 160.5, 140.5]])
+    rois = np.array(
+        [
+            [10.3, 20.7, 150.2, 160.6],
+            [-30.5, -10, 90, 110],
+            [200, 100, 340, 240],
+            [50, 50, 120, 120],
+            [5, 5, 305, 205],
+            [100.5, 80.5, 160.5, 140.5],
+        ]
+    )
     expected = np.stack([cv2.resize(_crop_img(img, r), (120, 120), interpolation=cv2.INTER_LINEAR) for r in rois])
     got = crop_rois(torch.from_numpy(img).permute(2, 0, 1)[None].float(), torch.tensor(rois, dtype=torch.float32))
     diff = np.abs(got.permute(0, 2, 3, 1).numpy() - expected)
@@ -171,8 +181,9 @@ def test_synthetic_seed_bundle_gives_the_dense_path_end_to_end(synthetic_bundle)
     assert fit.landmark_ids5.shape == (5, 6)
     np.testing.assert_allclose(fit.vertices[fit.landmark_ids5].mean(axis=1)[:, :2], fit.landmarks5, atol=1e-3)
     lm = fit.landmarks68[:, :2]
-    np.testing.assert_allclose(fit.landmarks5, [lm[36:42].mean(0), lm[42:48].mean(0), lm[33], lm[48], lm[54]],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        fit.landmarks5, [lm[36:42].mean(0), lm[42:48].mean(0), lm[33], lm[48], lm[54]], atol=1e-4
+    )
     assert fit.mirror_ids.shape == (n,) and fit.mirror_ids.max() < n
     # The model origin (behind the face): farther from the camera than every vertex.
     assert fit.head_centre.shape == (3,) and fit.head_centre[2] > fit.vertices[:, 2].max()
@@ -278,8 +289,10 @@ def test_keypoint_bases_agree_with_the_mean_mesh(shared: Path, keypoint_model: M
 
 
 def test_seed_fits_give_the_seeds_landmarks_and_yaw_signs(shared: Path, keypoint_model: MorphableModel):
-    base = [torch.tensor(a, dtype=torch.float64) for a in (keypoint_model.u_base, keypoint_model.w_shp_base,
-                                                            keypoint_model.w_exp_base)]
+    base = [
+        torch.tensor(a, dtype=torch.float64)
+        for a in (keypoint_model.u_base, keypoint_model.w_shp_base, keypoint_model.w_exp_base)
+    ]
     for stem, (params, roi, seed5) in seed_fits(shared).items():
         p = torch.tensor(params[None])
         lm = bfm_mod.crop_to_camera(bfm_mod.model_points(p, *base), p, torch.tensor(roi[None]), "v1")[0].numpy()
@@ -302,8 +315,13 @@ def _mediapipe_detections(image: np.ndarray, model_selection: int) -> list[FaceD
     for d in found:
         b = d.location_data.relative_bounding_box
         kp = np.array([[k.x * w, k.y * h] for k in d.location_data.relative_keypoints])
-        out.append(FaceDetection(box=(b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h),
-                                 score=float(d.score[0]), keypoints=kp))
+        out.append(
+            FaceDetection(
+                box=(b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h),
+                score=float(d.score[0]),
+                keypoints=kp,
+            )
+        )
     return out
 
 
@@ -318,12 +336,15 @@ def test_v2_network_agrees_with_the_seed_fits(shared: Path, v2_fitter: TDDFAFitt
         centre = np.array([(roi[0] + roi[2]) / 2, (roi[1] + roi[3]) / 2])
         dets = _mediapipe_detections(image, model_selection=0)
         assert dets, f"{stem}: no face detected"
-        det = min(dets, key=lambda d: np.hypot((d.box[0] + d.box[2]) / 2 - centre[0], (d.box[1] + d.box[3]) / 2 - centre[1]))
+        det = min(
+            dets, key=lambda d: np.hypot((d.box[0] + d.box[2]) / 2 - centre[0], (d.box[1] + d.box[3]) / 2 - centre[1])
+        )
         fit = v2_fitter.fit(image, [det])[0]
         assert isinstance(fit, FaceFit), f"{stem}: {fit}"
         seed_yaw = bfm_mod.pose_from_params(params).yaw
         assert np.sign(fit.pose.yaw) == np.sign(seed_yaw) and abs(fit.pose.yaw - seed_yaw) < 10, (
-            f"{stem}: yaw {fit.pose.yaw:.1f} vs the seed's {seed_yaw:.1f}")
+            f"{stem}: yaw {fit.pose.yaw:.1f} vs the seed's {seed_yaw:.1f}"
+        )
         err = np.linalg.norm(fit.landmarks5 - seed_lmk_to_ours(seed5), axis=1)
         assert err.max() < 8.0, f"{stem}: 5-point errors {err.round(1)}"
         yaw_errors.append(abs(fit.pose.yaw - seed_yaw))

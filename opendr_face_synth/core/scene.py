@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .fit.mediapipe_mesh import boundary_vertices, five_points
@@ -64,6 +63,8 @@ class FaceScene:
 
 def field_of_view(fit: FaceFit, output_size: int) -> tuple[np.ndarray, float]:
     """Centre and side (source pixels) of the square the aligned output shows at the source pose."""
+    import cv2  # imported here so that rendering prepared scenes (GPU benchmarks) needs no OpenCV
+
     src5 = five_points(fit.vertices.astype(np.float64), fit.landmark_ids5)[:, :2]
     m = similarity_transform(src5, five_point_template(output_size))
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
@@ -87,6 +88,8 @@ def build_scene(
     (vertices (V, 3) in texture pixels, triangles, size) -> (size, size) depth`` renders the face mesh's
     depth seen from the source (nearest surface; inf where empty).
     """
+    import cv2
+
     height, width = image_rgb.shape[:2]
     rot = np.asarray(fit.params.get("rotation"), dtype=np.float64)
     face_width = float(fit.params.get("face_width"))
@@ -212,6 +215,8 @@ def _mirror_coherent(vertices: np.ndarray, triangles: np.ndarray, mirror: np.nda
 
 def _sample(image: np.ndarray, xy: np.ndarray, nearest: bool = False) -> np.ndarray:
     """Sample a single-channel map at pixel coordinates (x right, y down; centres at +0.5)."""
+    import cv2
+
     h, w = image.shape
     if nearest:
         xi = np.clip(np.floor(xy[:, 0]).astype(int), 0, w - 1)

@@ -55,10 +55,14 @@ FACE_MODELS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "seed": tuple(
         (role, tuple(p + "train.configs/" + name for p in _DDFA_PREFIXES) + (name,))
         for role, name in (
-            ("u_shp", "u_shp.npy"), ("u_exp", "u_exp.npy"), ("w_shp_sim", "w_shp_sim.npy"),
-            ("w_exp_sim", "w_exp_sim.npy"), ("keypoints_sim", "keypoints_sim.npy"),
+            ("u_shp", "u_shp.npy"),
+            ("u_exp", "u_exp.npy"),
+            ("w_shp_sim", "w_shp_sim.npy"),
+            ("w_exp_sim", "w_exp_sim.npy"),
+            ("keypoints_sim", "keypoints_sim.npy"),
         )
-    ) + (("tri_mat", tuple(p + "visualize/tri.mat" for p in _DDFA_PREFIXES) + ("tri.mat",)),),
+    )
+    + (("tri_mat", tuple(p + "visualize/tri.mat" for p in _DDFA_PREFIXES) + ("tri.mat",)),),
     "v2": (
         ("bfm_noneck_v3", ("configs/bfm_noneck_v3.pkl", "bfm_noneck_v3.pkl")),
         ("tri_pkl", ("configs/tri.pkl", "tri.pkl")),
@@ -68,8 +72,11 @@ FACE_MODELS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         for role, name in (("u_base", "u_base.txt"), ("w_shp_base", "w_shp_base.txt"), ("w_exp_base", "w_exp_base.txt"))
     ),
 }
-FACE_MODEL_NAMES = {"seed": "seed dense model (3DDFA v1)", "v2": "3DDFA_V2 dense model",
-                    "keypoints": "68-landmark bases"}
+FACE_MODEL_NAMES = {
+    "seed": "seed dense model (3DDFA v1)",
+    "v2": "3DDFA_V2 dense model",
+    "keypoints": "68-landmark bases",
+}
 
 NEEDS = ("fitter", "dense", "generator")
 
@@ -142,18 +149,27 @@ class SeedBundle:
             if net is None:
                 continue
             # The whitening of the same family, looked for beside the network first.
-            whitening, tried_w = _find((net.parent, net.parent.parent, *self.roots),
-                                       whitenings + tuple(w.rsplit("/", 1)[-1] for w in whitenings))
+            whitening, tried_w = _find(
+                (net.parent, net.parent.parent, *self.roots),
+                whitenings + tuple(w.rsplit("/", 1)[-1] for w in whitenings),
+            )
             if whitening is None:
-                return [] if "fitter" not in need else [
-                    f"whitening statistics for the 3DDFA {family} network {net}, looked for:\n" + _tried_text(tried_w)
-                ]
+                return (
+                    []
+                    if "fitter" not in need
+                    else [
+                        f"whitening statistics for the 3DDFA {family} network {net}, looked for:\n"
+                        + _tried_text(tried_w)
+                    ]
+                )
             self.paths.update(regressor=net, whitening=whitening)
             self.regressor_family = family
             return []
         if "fitter" in need:
-            return ["3DDFA network (phase1_wpdc_vdc.pth.tar, mb1_120x120.pth or mb05_120x120.pth), looked for:\n"
-                    + _tried_text(tried_all)]
+            return [
+                "3DDFA network (phase1_wpdc_vdc.pth.tar, mb1_120x120.pth or mb05_120x120.pth), looked for:\n"
+                + _tried_text(tried_all)
+            ]
         return []
 
     def _locate_face_model(self, need: tuple[str, ...]) -> list[str]:
@@ -193,8 +209,9 @@ class SeedBundle:
         """Load the face model that was found (dense when possible)."""
         p = self.paths
         if self.face_model_kind == "seed":
-            return MorphableModel.from_seed_files(p["u_shp"], p["u_exp"], p["w_shp_sim"], p["w_exp_sim"],
-                                                  p["keypoints_sim"], p["tri_mat"])
+            return MorphableModel.from_seed_files(
+                p["u_shp"], p["u_exp"], p["w_shp_sim"], p["w_exp_sim"], p["keypoints_sim"], p["tri_mat"]
+            )
         if self.face_model_kind == "v2":
             return MorphableModel.from_v2(p["bfm_noneck_v3"], p["tri_pkl"])
         if self.face_model_kind == "keypoints":

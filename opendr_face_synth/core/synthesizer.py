@@ -40,11 +40,11 @@ from .types import FaceDetection, FaceFit, FaceResult, HeadPose, ImageResult, Vi
 
 FLAG_FACE, FLAG_HEAD, FLAG_BACKGROUND, FLAG_MIRROR, FLAG_INPAINTED = 1, 2, 4, 8, 16
 SUPERSAMPLING = 2  # rasterize at 2x and average 2x2, like the seed's neural_renderer
-MAX_IMAGE_PIXELS = 80_000_000
+MAX_IMAGE_PIXELS = 120_000_000  # beyond this an input is refused with a reason (no silent downscale)
 FACING_RATIO = 0.5  # a texel is unreliable when its source cosine is below this times its target cosine
 MIN_MIRROR_FACING = 0.4  # mirror texels must be clearly seen: silhouette texels hold hair or background
 MIRROR_ADVANTAGE = 0.2  # ... and clearly better seen than the point itself (a frontal face gains nothing)
-STRETCH_LIMIT = 1.5  # a depth-jump triangle grown beyond this area ratio shows what the source never saw  # beyond this an input is refused with a reason (no silent downscale)
+STRETCH_LIMIT = 1.5  # a depth-jump triangle grown beyond this area ratio shows what the source never saw
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,49 +110,53 @@ class FaceSynthesizer:
 
     # ------------------------------------------------------------------ public
     def process(self, images: Sequence[np.ndarray]) -> list[ImageResult]:
+        """Every face of every image x every requested view; one ImageResult per image, in order."""
         results: list[ImageResult] = []
         jobs: list[_Job] = []
         for index, image in enumerate(images):
-            t0 = time.perf_counter()
-            problem = _check_image(image)
-            if problem:
-                results.append(ImageResult(faces=[], image_size=_shape2(image), error=problem))
-                continue
-            image = np.ascontiguousarray(image)
-            detections = self._detector.detect(image)
-            t1 = time.perf_counter()
-            result = ImageResult(faces=[], image_size=image.shape[:2])
-            result.timings_ms["detect"] = (t1 - t0) * 1e3
-            if not detections:
-                result.error = "no face found"
-                results.append(result)
-                continue
-            fits = self._fitter.fit(image, detections)
-            t2 = time.perf_counter()
-            result.timings_ms["fit"] = (t2 - t1) * 1e3
-            for face_index, (det, fit) in enumerate(zip(detections, fits, strict=True)):
-                if isinstance(fit, FitError):
-                    result.faces.append(FaceResult(detection=det, fit=None, views=[], error=str(fit)))
-                    continue
-                scene = build_scene(
-                    image, fit, self.output_size, self._person_mask, self.texture_size, self._source_depth,
-                    with_head=self.config.background == "scene",
-                )
-                result.faces.append(FaceResult(detection=det, fit=fit, views=[]))
-                jobs.append(_Job(index, face_index, fit, scene))
-            result.timings_ms["scene"] = (time.perf_counter() - t2) * 1e3
+            result, image_jobs = self.prepare(image, index)
             results.append(result)
-
-        t3 = time.perf_counter()
+            jobs += image_jobs
+        t0 = time.perf_counter()
         views = self.render_jobs(jobs)
-        render_ms = (time.perf_counter() - t3) * 1e3
+        render_ms = (time.perf_counter() - t0) * 1e3
         for job, job_views in zip(jobs, views, strict=True):
             results[job.image_index].faces[job.face_index].views = job_views
-        n_jobs = max(1, len(jobs))
         for index in {job.image_index for job in jobs}:
-            share = sum(1 for j in jobs if j.image_index == index) / n_jobs
+            share = sum(1 for j in jobs if j.image_index == index) / len(jobs)
             results[index].timings_ms["render"] = render_ms * share
         return results
+
+    def prepare(self, image: np.ndarray, index: int = 0) -> tuple[ImageResult, list[_Job]]:
+        """The per-image CPU part: check, detect, fit, build each face's scene (no views yet)."""
+        t0 = time.perf_counter()
+        problem = _check_image(image)
+        if problem:
+            return ImageResult(faces=[], image_size=_shape2(image), error=problem), []
+        image = np.ascontiguousarray(image)
+        detections = self._detector.detect(image)
+        t1 = time.perf_counter()
+        result = ImageResult(faces=[], image_size=image.shape[:2])
+        result.timings_ms["detect"] = (t1 - t0) * 1e3
+        if not detections:
+            result.error = "no face found"
+            return result, []
+        fits = self._fitter.fit(image, detections)
+        t2 = time.perf_counter()
+        result.timings_ms["fit"] = (t2 - t1) * 1e3
+        jobs: list[_Job] = []
+        for face_index, (det, fit) in enumerate(zip(detections, fits, strict=True)):
+            if isinstance(fit, FitError):
+                result.faces.append(FaceResult(detection=det, fit=None, views=[], error=str(fit)))
+                continue
+            scene = build_scene(
+                image, fit, self.output_size, self._person_mask, self.texture_size, self._source_depth,
+                with_head=self.config.background == "scene",
+            )
+            result.faces.append(FaceResult(detection=det, fit=fit, views=[]))
+            jobs.append(_Job(index, face_index, fit, scene))
+        result.timings_ms["scene"] = (time.perf_counter() - t2) * 1e3
+        return result, jobs
 
     def close(self) -> None:
         for part in (self._detector, self._fitter, self._segmenter):
@@ -262,42 +266,51 @@ class FaceSynthesizer:
         view_idx = torch.arange(batch, device=dev)[:, None, None] * triangles.shape[0] + safe_id
         curtain = covered & opened.reshape(-1)[view_idx]
 
-        src_xyz = verts  # (J, V, 3): where each vertex came from in the source photo
-        mirror_xyz = torch.gather(verts, 1, mirror[..., None].expand(-1, -1, 3))
-        # Cosines to the view direction: at the source for each vertex and its mirror, and at the target.
-        normals = torch.from_numpy(np.stack([s.source_normals for s in scenes])).to(dev)
-        src_facing = -normals[..., 2:3]
-        mirror_facing = torch.gather(src_facing, 1, mirror[..., None])
-        rot_rows = _rodrigues(aa)[:, 2, :]  # third row: z of the rotated normal
-        target_facing = -(normals[job_of] * rot_rows[:, None, :]).sum(-1, keepdim=True)
-        attrs = torch.cat([src_xyz, mirror_xyz, src_facing, mirror_facing], dim=-1)[job_of]
-        attrs = torch.cat([attrs, target_facing], dim=-1)
-        interp = render.interpolate(attrs, frags, triangles)  # (B, H, W, 9)
+        # Where each output pixel came from in the source photo, in texture pixels.
+        uv = _to_texture(render.interpolate(verts[..., :2][job_of], frags, triangles), tex_affine[job_of])
+        hidden = torch.zeros_like(covered)
+        use_mirror = torch.zeros_like(covered)
+        face_pix = torch.nonzero((layer == LAYER_FACE).reshape(-1)).squeeze(1)
+        if face_pix.numel():
+            # Face pixels only (a fraction of the frame): is that texel the nearest surface in the source,
+            # and not much more oblique there than in the target (texels near a turned face's silhouette
+            # are stretched, or hold background colours)? If not, is its mirror-symmetric texel?
+            n_pix = size * ss * size * ss
+            b = face_pix // n_pix
+            corner = triangles[tri_id.reshape(-1)[face_pix]]  # (N, 3)
+            w = frags.barycentrics.reshape(-1, 3)[face_pix][..., None]  # (N, 3, 1)
+            job = job_of[b]
+            normals = torch.from_numpy(np.stack([s.source_normals for s in scenes])).to(dev)
 
-        def to_tex(xy: torch.Tensor) -> torch.Tensor:
-            aff = tex_affine[job_of]  # (B, 2, 3)
-            return torch.einsum("bij,bhwj->bhwi", aff[:, :, :2], xy) + aff[:, None, None, :, 2]
+            def at(values: torch.Tensor) -> torch.Tensor:  # (J, V, C) per-vertex -> (N, C) per-pixel
+                return (values[job[:, None], corner] * w).sum(1)
 
-        uv = to_tex(interp[..., 0:2])
-        uv_m = to_tex(interp[..., 3:5])
+            src_z = at(verts[..., 2:3])[:, 0]
+            mirror_corner = mirror[job[:, None], corner]
+            m_xyz = (verts[job[:, None], mirror_corner] * w).sum(1)
+            src_facing = -at(normals[..., 2:3])[:, 0]
+            m_facing = -(normals[job[:, None], mirror_corner, 2:3] * w).sum(1)[:, 0]
+            rot_z = _rodrigues(aa)[:, 2, :]  # third row: depth component of a rotated normal
+            tgt_facing = -(at(normals) * rot_z[b]).sum(-1)
+            uv_face = uv.reshape(-1, 2)[face_pix]
+            aff = tex_affine[job]
+            uv_m = torch.einsum("nij,nj->ni", aff[:, :, :2], m_xyz[:, :2]) + aff[:, :, 2]
+            zbuf = _sample_points(src_depth, uv_face, job)
+            zbuf_m = _sample_points(src_depth, uv_m, job)
+            eps = 0.04 * face_width[job]
+            visible = (src_z <= zbuf + eps) & (src_facing >= FACING_RATIO * tgt_facing)
+            mirror_visible = (
+                tri_mirror_ok.reshape(-1)[flat_idx.reshape(-1)[face_pix]]
+                & (m_xyz[:, 2] <= zbuf_m + eps)
+                & (m_facing >= torch.clamp(FACING_RATIO * tgt_facing, min=MIN_MIRROR_FACING))
+                & (m_facing >= src_facing + MIRROR_ADVANTAGE)
+            )
+            mirror_here = ~visible & mirror_visible
+            use_mirror.view(-1)[face_pix] = mirror_here
+            hidden.view(-1)[face_pix] = ~visible & ~mirror_visible
+            uv.view(-1, 2)[face_pix] = torch.where(mirror_here[:, None], uv_m, uv_face)
+        uv_final = uv
         tex_scale = tex_affine[job_of][:, 0, 0]
-        eps = (0.04 * face_width[job_of])[:, None, None]
-        zbuf = _sample_per_job(src_depth, uv, n_jobs, mode="nearest")[..., 0]
-        zbuf_m = _sample_per_job(src_depth, uv_m, n_jobs, mode="nearest")[..., 0]
-        is_face = layer == LAYER_FACE
-        # Seen in the source: nearest surface there, and not much more oblique there than in the target
-        # (texels near a turned face's silhouette are stretched, or hold background colours).
-        tgt_facing = interp[..., 8]
-        mirror_ok = tri_mirror_ok.reshape(-1)[flat_idx]
-        visible = (interp[..., 2] <= zbuf + eps) & (interp[..., 6] >= FACING_RATIO * tgt_facing)
-        mirror_visible = (
-            mirror_ok & (interp[..., 5] <= zbuf_m + eps)
-            & (interp[..., 7] >= torch.clamp(FACING_RATIO * tgt_facing, min=MIN_MIRROR_FACING))
-            & (interp[..., 7] >= interp[..., 6] + MIRROR_ADVANTAGE)
-        )
-        use_mirror = is_face & ~visible & mirror_visible
-        hidden = is_face & ~visible & ~mirror_visible
-        uv_final = torch.where(use_mirror[..., None], uv_m, uv)
         src_xy = (uv_final - tex_affine[job_of][:, None, None, :, 2]) / tex_scale[:, None, None, None]
         hw = image_hw[job_of]
         in_image = (
@@ -365,7 +378,9 @@ class PersonSegmenter:
     """mediapipe selfie segmentation (model shipped in the wheel): P(person) per pixel."""
 
     def __init__(self) -> None:
-        from mediapipe.python.solutions import selfie_segmentation
+        from .mediapipe_support import solutions
+
+        selfie_segmentation = solutions().selfie_segmentation
 
         self._model = selfie_segmentation.SelfieSegmentation(model_selection=0)
 
@@ -473,6 +488,19 @@ def _similarity_complex(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Ten
 def _apply_complex(xy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     z = torch.complex(xy[..., 0], xy[..., 1]) * a[:, None] + b[:, None]
     return torch.stack([z.real, z.imag], dim=-1)
+
+
+def _to_texture(xy: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    """Source pixels (B, H, W, 2) -> texture pixels with each view's (B, 2, 3) affine."""
+    return torch.einsum("bij,bhwj->bhwi", affine[:, :, :2], xy) + affine[:, None, None, :, 2]
+
+
+def _sample_points(maps: torch.Tensor, uv: torch.Tensor, job: torch.Tensor) -> torch.Tensor:
+    """Nearest sample of per-job single-channel maps (J, 1, T, T) at points uv (N, 2) of jobs ``job``."""
+    size = maps.shape[-1]
+    x = uv[:, 0].floor().long().clamp_(0, size - 1)
+    y = uv[:, 1].floor().long().clamp_(0, size - 1)
+    return maps[job, 0, y, x]
 
 
 def _sample_per_job(images: torch.Tensor, uv: torch.Tensor, n_jobs: int, mode: str) -> torch.Tensor:

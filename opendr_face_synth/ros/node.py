@@ -13,6 +13,8 @@ Run: ``ros2 run opendr_face_synth face_synth_node --ros-args --params-file confi
 
 from __future__ import annotations
 
+import array
+import signal
 import threading
 import time
 import traceback
@@ -34,6 +36,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import SetBool
 
@@ -163,6 +166,8 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
 
 def _angles(value: Any, name: str) -> tuple[float, ...]:
     """yaws / pitches parameter value (number list, text or unset) -> angles; ConfigError with the reason."""
+    if isinstance(value, array.array):  # arrays arrive as array.array through the parameter services
+        value = value.tolist()
     if value is None or value == "" or value == []:
         return ()
     if isinstance(value, (list, tuple)):
@@ -594,16 +599,38 @@ def _describe(msg: Any) -> str:
     return f"compressed {msg.format!r} ({len(msg.data)} bytes) stamp {stamp}"
 
 
+def spin_until_signal(node: Node, executor: Any) -> None:
+    """Spin until SIGINT / SIGTERM. The signals only set a flag (rclpy's own handlers are off, see
+    ``main``), so the node still has a valid context afterwards to stop cleanly: finish the frame,
+    close the bag, log, publish."""
+    stop = threading.Event()
+    wake = node.create_guard_condition(lambda: None)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        wake.trigger()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=0.5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        node.destroy_guard_condition(wake)
+
+
 def main(args: list[str] | None = None, synthesizer_factory: SynthesizerFactory | None = None) -> int:
     """Entry point of ``face_synth_node``: 0 on SIGINT/SIGTERM, 2 on an invalid configuration."""
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node: FaceSynthNode | None = None
     code = 0
     try:
         node = FaceSynthNode(synthesizer_factory)
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
-        executor.spin()
+        spin_until_signal(node, executor)
+        node.get_logger().info("stopping")
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     except ConfigError as err:

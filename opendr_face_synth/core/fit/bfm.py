@@ -56,9 +56,7 @@ IBUG68_MIRROR = np.array(
 
 # Five points from 68 (seed-spec §2): mean of each eye, nose tip 33, mouth corners 48 and 54. As vertex-id
 # lists of equal length (6) so that ``FaceFit.landmark_ids5`` can be a (5, 6) array whose row means are the points.
-IBUG68_FIVE_IDS = np.array(
-    [list(range(36, 42)), list(range(42, 48)), [33] * 6, [48] * 6, [54] * 6], dtype=np.int64
-)
+IBUG68_FIVE_IDS = np.array([list(range(36, 42)), list(range(42, 48)), [33] * 6, [48] * 6, [54] * 6], dtype=np.int64)
 
 # Seed index coordinates (integer = pixel centre, as OpenCV/numpy indexing) -> ours (pixel centre at i + 0.5).
 PIXEL_CENTRE = 0.5
@@ -105,7 +103,9 @@ def _as_vertex_ids(flat_keypoints: np.ndarray) -> np.ndarray:
     flat = np.asarray(flat_keypoints, dtype=np.int64).ravel()
     if flat.size == 68:
         return flat
-    if flat.size != 204 or not np.array_equal(flat.reshape(68, 3) - flat.reshape(68, 3)[:, :1], np.tile([0, 1, 2], (68, 1))):
+    if flat.size != 204 or not np.array_equal(
+        flat.reshape(68, 3) - flat.reshape(68, 3)[:, :1], np.tile([0, 1, 2], (68, 1))
+    ):
         raise ModelFilesError(f"keypoints: expected 204 flattened xyz indices (3k, 3k+1, 3k+2), got {flat.shape}")
     return flat.reshape(68, 3)[:, 0] // 3
 
@@ -142,12 +142,20 @@ class MorphableModel:
     def from_seed_configs(cls, train_configs: str | Path, tri_mat: str | Path) -> MorphableModel:
         """3DDFA v1 / seed bundle: ``train.configs/*.npy`` and ``visualize/tri.mat`` (1-based, (3, F))."""
         d = Path(train_configs)
-        return cls.from_seed_files(d / "u_shp.npy", d / "u_exp.npy", d / "w_shp_sim.npy", d / "w_exp_sim.npy",
-                                   d / "keypoints_sim.npy", tri_mat)
+        return cls.from_seed_files(
+            d / "u_shp.npy", d / "u_exp.npy", d / "w_shp_sim.npy", d / "w_exp_sim.npy", d / "keypoints_sim.npy", tri_mat
+        )
 
     @classmethod
-    def from_seed_files(cls, u_shp: str | Path, u_exp: str | Path, w_shp_sim: str | Path, w_exp_sim: str | Path,
-                        keypoints_sim: str | Path, tri_mat: str | Path) -> MorphableModel:
+    def from_seed_files(
+        cls,
+        u_shp: str | Path,
+        u_exp: str | Path,
+        w_shp_sim: str | Path,
+        w_exp_sim: str | Path,
+        keypoints_sim: str | Path,
+        tri_mat: str | Path,
+    ) -> MorphableModel:
         """The seed's dense model from its six files (u = u_shp + u_exp, as R&R does)."""
         paths = {
             "mean shape": Path(u_shp),
@@ -163,7 +171,9 @@ class MorphableModel:
         u = (np.load(paths["mean shape"]) + np.load(paths["mean expression"])).astype(np.float32).ravel()
         mat = loadmat(str(paths["triangles"]))
         if "tri" not in mat:
-            raise ModelFilesError(f"{tri_mat}: no 'tri' array (found {sorted(k for k in mat if not k.startswith('_'))})")
+            raise ModelFilesError(
+                f"{tri_mat}: no 'tri' array (found {sorted(k for k in mat if not k.startswith('_'))})"
+            )
         tri = np.asarray(mat["tri"], dtype=np.int64)
         tri = tri.T if tri.shape[0] == 3 else tri
         return cls._dense(
@@ -203,8 +213,11 @@ class MorphableModel:
     @classmethod
     def from_keypoint_bases(cls, u_base: str | Path, w_shp_base: str | Path, w_exp_base: str | Path) -> MorphableModel:
         """The 68-landmark bases as text (3DDFA v1 ``u_base.txt``, ``w_shp_base.txt``, ``w_exp_base.txt``)."""
-        paths = {"keypoint mean": Path(u_base), "keypoint shape basis": Path(w_shp_base),
-                 "keypoint expression basis": Path(w_exp_base)}
+        paths = {
+            "keypoint mean": Path(u_base),
+            "keypoint shape basis": Path(w_shp_base),
+            "keypoint expression basis": Path(w_exp_base),
+        }
         _ensure_files(paths, "3DDFA 68-landmark model")
         model = cls(
             u_base=np.loadtxt(u_base, dtype=np.float32).ravel(),
@@ -224,8 +237,15 @@ class MorphableModel:
         w_exp = np.asarray(w_exp, dtype=np.float32)[:, :N_EXP]
         flat = (3 * keypoint_ids[:, None] + np.arange(3)).ravel()
         model = cls(
-            u_base=u[flat], w_shp_base=w_shp[flat], w_exp_base=w_exp[flat], u=u, w_shp=w_shp, w_exp=w_exp,
-            triangles=np.asarray(triangles, dtype=np.int64), keypoint_ids=keypoint_ids, source=source,
+            u_base=u[flat],
+            w_shp_base=w_shp[flat],
+            w_exp_base=w_exp[flat],
+            u=u,
+            w_shp=w_shp,
+            w_exp=w_exp,
+            triangles=np.asarray(triangles, dtype=np.int64),
+            keypoint_ids=keypoint_ids,
+            source=source,
         )
         model._check()
         model.triangles = orient_outward(u.reshape(-1, 3), model.triangles)
@@ -246,9 +266,13 @@ class MorphableModel:
             if n3 % 3:
                 problems.append(f"mean has {n3} values, not a multiple of 3")
             if self.w_shp is None or self.w_shp.shape != (n3, N_SHAPE):
-                problems.append(f"shape basis {None if self.w_shp is None else self.w_shp.shape}, expected ({n3}, {N_SHAPE})")
+                problems.append(
+                    f"shape basis {None if self.w_shp is None else self.w_shp.shape}, expected ({n3}, {N_SHAPE})"
+                )
             if self.w_exp is None or self.w_exp.shape != (n3, N_EXP):
-                problems.append(f"expression basis {None if self.w_exp is None else self.w_exp.shape}, expected ({n3}, {N_EXP})")
+                problems.append(
+                    f"expression basis {None if self.w_exp is None else self.w_exp.shape}, expected ({n3}, {N_EXP})"
+                )
             tri = self.triangles
             if tri is None or tri.ndim != 2 or tri.shape[1] != 3:
                 problems.append(f"triangles have shape {None if tri is None else tri.shape}, expected (F, 3)")
@@ -314,7 +338,9 @@ def model_points(params: torch.Tensor, mean: torch.Tensor, w_shp: torch.Tensor, 
     return flat.reshape(params.shape[0], -1, 3)
 
 
-def crop_to_camera(points: torch.Tensor, params: torch.Tensor, roi: torch.Tensor, convention: str = "v1") -> torch.Tensor:
+def crop_to_camera(
+    points: torch.Tensor, params: torch.Tensor, roi: torch.Tensor, convention: str = "v1"
+) -> torch.Tensor:
     """Model-frame points (B, N, 3) -> our camera frame in source-image pixels (B, N, 3).
 
     v = A p + t gives the 120 crop frame with y up (seed-spec §4.2). ``v1`` (seed, R&R): y <- 121 - y;
@@ -344,7 +370,14 @@ def crop_to_camera(points: torch.Tensor, params: torch.Tensor, roi: torch.Tensor
 # ---------------------------------------------------------------------------------------------- pose
 def seed_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """R = Rz(roll) Ry(yaw) Rx(pitch) in the model frame (seed-spec §5); angles in radians."""
-    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    cy, sy, cp, sp, cr, sr = (
+        math.cos(yaw),
+        math.sin(yaw),
+        math.cos(pitch),
+        math.sin(pitch),
+        math.cos(roll),
+        math.sin(roll),
+    )
     rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])

@@ -29,7 +29,9 @@ class MediapipeFitter:
     name = "mediapipe"
 
     def __init__(self, depth_scale: float = DEPTH_SCALE) -> None:
-        from mediapipe.python.solutions import face_mesh
+        from ..mediapipe_support import solutions
+
+        face_mesh = solutions().face_mesh
 
         self.depth_scale = depth_scale
         self._mesh = face_mesh.FaceMesh(

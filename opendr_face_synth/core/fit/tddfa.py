@@ -35,8 +35,12 @@ class CheckpointError(ValueError):
     """A checkpoint does not match the network: the message lists missing, unexpected and mis-shaped keys."""
 
 
-def state_dict_report(expected: dict[str, tuple], given: dict[str, tuple], what: str,
-                      optional_suffixes: tuple[str, ...] = ("num_batches_tracked",)) -> str | None:
+def state_dict_report(
+    expected: dict[str, tuple],
+    given: dict[str, tuple],
+    what: str,
+    optional_suffixes: tuple[str, ...] = ("num_batches_tracked",),
+) -> str | None:
     """Compare key -> shape maps; None if they agree, else a readable report (absent optional keys are fine)."""
     missing = sorted(k for k in expected if k not in given and not k.endswith(optional_suffixes))
     unexpected = sorted(k for k in given if k not in expected)
@@ -55,7 +59,9 @@ def state_dict_report(expected: dict[str, tuple], given: dict[str, tuple], what:
         f"{what} does not match the network"
         + block("missing keys", missing, lambda k: f"{k} {tuple(expected[k])}")
         + block("unexpected keys", unexpected, lambda k: f"{k} {tuple(given[k])}")
-        + block("mis-shaped keys", misshaped, lambda k: f"{k}: checkpoint {tuple(given[k])}, network {tuple(expected[k])}")
+        + block(
+            "mis-shaped keys", misshaped, lambda k: f"{k}: checkpoint {tuple(given[k])}, network {tuple(expected[k])}"
+        )
     )
 
 
@@ -85,9 +91,18 @@ class DepthWiseBlock(nn.Module):
 
 # (name, in, out, stride) at widen factor 1; 120 -> 60 (conv1) -> 30 -> 15 -> 8 -> 4.
 _MOBILENET_LAYOUT = (
-    ("dw2_1", 32, 64, 1), ("dw2_2", 64, 128, 2), ("dw3_1", 128, 128, 1), ("dw3_2", 128, 256, 2),
-    ("dw4_1", 256, 256, 1), ("dw4_2", 256, 512, 2), ("dw5_1", 512, 512, 1), ("dw5_2", 512, 512, 1),
-    ("dw5_3", 512, 512, 1), ("dw5_4", 512, 512, 1), ("dw5_5", 512, 512, 1), ("dw5_6", 512, 1024, 2),
+    ("dw2_1", 32, 64, 1),
+    ("dw2_2", 64, 128, 2),
+    ("dw3_1", 128, 128, 1),
+    ("dw3_2", 128, 256, 2),
+    ("dw4_1", 256, 256, 1),
+    ("dw4_2", 256, 512, 2),
+    ("dw5_1", 512, 512, 1),
+    ("dw5_2", 512, 512, 1),
+    ("dw5_3", 512, 512, 1),
+    ("dw5_4", 512, 512, 1),
+    ("dw5_5", 512, 512, 1),
+    ("dw5_6", 512, 1024, 2),
     ("dw6", 1024, 1024, 1),
 )
 
@@ -129,7 +144,9 @@ def load_regressor(path: str | Path, device: str | torch.device = "cpu") -> Mobi
             continue
         clean[key.replace("fc_param.", "fc.", 1) if key.startswith("fc_param.") else key] = value
     if "conv1.weight" not in clean:
-        raise CheckpointError(f"{path}: no conv1.weight; not a 3DDFA MobileNet checkpoint (keys: {list(clean)[:8]} ...)")
+        raise CheckpointError(
+            f"{path}: no conv1.weight; not a 3DDFA MobileNet checkpoint (keys: {list(clean)[:8]} ...)"
+        )
     widen = clean["conv1.weight"].shape[0] / 32
     net = MobileNetV1(widen, num_classes=N_PARAMS)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -156,7 +173,9 @@ def load_whitening(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
     mean = np.asarray(mean, dtype=np.float32).ravel()
     std = np.asarray(std, dtype=np.float32).ravel()
     if mean.shape != (N_PARAMS,) or std.shape != (N_PARAMS,):
-        raise ModelFilesError(f"{path}: whitening vectors have shapes {mean.shape}, {std.shape}, expected ({N_PARAMS},)")
+        raise ModelFilesError(
+            f"{path}: whitening vectors have shapes {mean.shape}, {std.shape}, expected ({N_PARAMS},)"
+        )
     return mean, std, convention
 
 
@@ -201,8 +220,9 @@ def crop_rois(image: torch.Tensor, rois: torch.Tensor, size: int = CROP_SIZE) ->
 
     gx, gy = axis(sx, ex - sx, width), axis(sy, ey - sy, height)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    out = F.grid_sample(image.expand(len(rois), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
+    out = F.grid_sample(
+        image.expand(len(rois), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     return out.round().clamp(0, 255)
 
 
@@ -214,8 +234,16 @@ class TDDFAFitter:
 
     name = "3ddfa"
 
-    def __init__(self, regressor: str | Path, whitening: str | Path, model: MorphableModel, *,
-                 device: str | torch.device = "cpu", two_step: bool = True, convention: str | None = None) -> None:
+    def __init__(
+        self,
+        regressor: str | Path,
+        whitening: str | Path,
+        model: MorphableModel,
+        *,
+        device: str | torch.device = "cpu",
+        two_step: bool = True,
+        convention: str | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.net = load_regressor(regressor, self.device)
         mean, std, detected = load_whitening(whitening)
@@ -309,24 +337,26 @@ class TDDFAFitter:
             rot, scale = bfm_mod.rotation_from_params(params_np[b])
             lm = lm_np[b]
             five = np.stack([lm[36:42, :2].mean(0), lm[42:48, :2].mean(0), lm[33, :2], lm[48, :2], lm[54, :2]])
-            fits.append(FaceFit(
-                vertices=verts_np[b].astype(np.float32),
-                triangles=self.model.triangles,
-                pose=bfm_mod.pose_from_params(params_np[b]),
-                landmarks5=five.astype(np.float32),
-                landmark_ids5=self._ids5,
-                head_centre=origin_np[b].astype(np.float32),
-                mirror_ids=self.model.mirror_ids,
-                landmarks68=lm.astype(np.float32),
-                params={
-                    "params62": params_np[b].astype(np.float32),
-                    "roi": np.asarray(rois[b], dtype=np.float32),
-                    "convention": self.convention,
-                    "rotation_seed": rot,
-                    "scale": scale,
-                    "dense": self._dense is not None,
-                },
-            ))
+            fits.append(
+                FaceFit(
+                    vertices=verts_np[b].astype(np.float32),
+                    triangles=self.model.triangles,
+                    pose=bfm_mod.pose_from_params(params_np[b]),
+                    landmarks5=five.astype(np.float32),
+                    landmark_ids5=self._ids5,
+                    head_centre=origin_np[b].astype(np.float32),
+                    mirror_ids=self.model.mirror_ids,
+                    landmarks68=lm.astype(np.float32),
+                    params={
+                        "params62": params_np[b].astype(np.float32),
+                        "roi": np.asarray(rois[b], dtype=np.float32),
+                        "convention": self.convention,
+                        "rotation_seed": rot,
+                        "scale": scale,
+                        "dense": self._dense is not None,
+                    },
+                )
+            )
         return fits
 
     def close(self) -> None:

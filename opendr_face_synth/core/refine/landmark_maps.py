@@ -95,8 +95,12 @@ def curve_pixels(landmarks: np.ndarray, size: int) -> list[list[np.ndarray]]:
     return result
 
 
-def curve_heatmaps(landmarks: torch.Tensor | np.ndarray, size: int = 256, sigma: float = DEFAULT_SIGMA,
-                   device: torch.device | str | None = None) -> torch.Tensor:
+def curve_heatmaps(
+    landmarks: torch.Tensor | np.ndarray,
+    size: int = 256,
+    sigma: float = DEFAULT_SIGMA,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """The 13 min-max scaled curve maps (B, 13, S, S) float32; see the module docstring."""
     if device is None:
         device = landmarks.device if isinstance(landmarks, torch.Tensor) else "cpu"
@@ -145,12 +149,17 @@ def curve_heatmaps(landmarks: torch.Tensor | np.ndarray, size: int = 256, sigma:
     # Min-max over the whole image: pixels outside the window are 0, and they exist unless the band covers it all.
     g_max = torch.where(in_image, gauss, torch.zeros_like(gauss)).amax(dim=(-2, -1))
     covers_all = (band & in_image).sum(dim=(-2, -1)) >= size * size
-    g_min = torch.where(covers_all, torch.where(in_image, gauss, torch.full_like(gauss, float("inf")))
-                        .amin(dim=(-2, -1)), torch.zeros_like(g_max))
+    g_min = torch.where(
+        covers_all,
+        torch.where(in_image, gauss, torch.full_like(gauss, float("inf"))).amin(dim=(-2, -1)),
+        torch.zeros_like(g_max),
+    )
     span = g_max - g_min
-    scaled = torch.where(span[..., None, None] > 0,
-                         (gauss - g_min[..., None, None]) / span.clamp(min=1e-30)[..., None, None],
-                         torch.zeros_like(gauss))
+    scaled = torch.where(
+        span[..., None, None] > 0,
+        (gauss - g_min[..., None, None]) / span.clamp(min=1e-30)[..., None, None],
+        torch.zeros_like(gauss),
+    )
 
     bc = torch.arange(batch * n_curves, device=device).view(batch, n_curves, 1, 1)
     flat = (bc * size + ys[..., :, None]) * size + xs[..., None, :]
@@ -165,8 +174,9 @@ def combine_curves(heatmaps: torch.Tensor, binarize: bool = True) -> torch.Tenso
     return (maps > 0).to(maps.dtype) if binarize else maps
 
 
-def landmark_maps(landmarks: torch.Tensor | np.ndarray, size: int = 256, sigma: float = DEFAULT_SIGMA,
-                  binarize: bool = True) -> torch.Tensor:
+def landmark_maps(
+    landmarks: torch.Tensor | np.ndarray, size: int = 256, sigma: float = DEFAULT_SIGMA, binarize: bool = True
+) -> torch.Tensor:
     """The generator's 5-channel conditioning (B, 5, S, S) from landmarks (B, 68, 2) in output pixels."""
     return combine_curves(curve_heatmaps(landmarks, size, sigma), binarize)
 
@@ -176,8 +186,13 @@ def nose_chin_band(heatmaps: torch.Tensor) -> torch.Tensor:
     return (heatmaps[:, list(MASK_CURVES)] > 0).any(dim=1, keepdim=True)
 
 
-def apply_label_mask(render: torch.Tensor, heatmaps: torch.Tensor, source_yaw_deg: torch.Tensor,
-                     threshold_rad: float = YAW_MASK_THRESHOLD_RAD, blank_white: bool = True) -> torch.Tensor:
+def apply_label_mask(
+    render: torch.Tensor,
+    heatmaps: torch.Tensor,
+    source_yaw_deg: torch.Tensor,
+    threshold_rad: float = YAW_MASK_THRESHOLD_RAD,
+    blank_white: bool = True,
+) -> torch.Tensor:
     """The seed's ``--label_mask`` on renders in [-1, 1] (B, 3, S, S): set to 0 (mid-grey) near the lower
     nose and chin for sources turned by at least ``threshold_rad``; the seed also sets every value of 1.0
     (pure white) to 0 in all images (a side effect of how it applies the mask), kept with ``blank_white``."""

@@ -86,8 +86,9 @@ class ResnetSPADEBlock(nn.Module):
 class RotateSPADEGenerator(nn.Module):
     """The seed generator's module tree (ngf 64, 4 down-samplings, 9 SPADE resnet blocks, label_nc 5)."""
 
-    def __init__(self, ngf: int = 64, label_nc: int = 5, n_downsample: int = 4, n_blocks: int = 9,
-                 output_nc: int = 3) -> None:
+    def __init__(
+        self, ngf: int = 64, label_nc: int = 5, n_downsample: int = 4, n_blocks: int = 9, output_nc: int = 3
+    ) -> None:
         super().__init__()
         self.n_blocks = n_blocks
         self.first_layer = nn.Sequential(
@@ -103,8 +104,10 @@ class RotateSPADEGenerator(nn.Module):
         up: list[nn.Module] = []
         for _ in range(n_downsample):
             c = ngf * mult
-            up += [_conv_bn(nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=False),
-                            c // 2), nn.ReLU()]
+            up += [
+                _conv_bn(nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=False), c // 2),
+                nn.ReLU(),
+            ]
             mult //= 2
         self.upsample_layers = nn.Sequential(*up)
         self.final_layer = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh())
@@ -129,8 +132,9 @@ def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def generator_key_shapes(ngf: int = 64, label_nc: int = 5, n_downsample: int = 4,
-                         n_blocks: int = 9) -> dict[str, tuple[int, ...]]:
+def generator_key_shapes(
+    ngf: int = 64, label_nc: int = 5, n_downsample: int = 4, n_blocks: int = 9
+) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the seed generator's state dict, built on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
         return expected_shapes(RotateSPADEGenerator(ngf, label_nc, n_downsample, n_blocks))
@@ -157,8 +161,9 @@ def read_checkpoint(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str
 
 def check_checkpoint(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
     """Raise CheckpointError naming every missing / unexpected / mis-shaped key, or aliases that differ."""
-    report = state_dict_report(dict(expected), {k: tuple(v.shape) for k, v in state.items()},
-                               "Rotate-and-Render generator checkpoint")
+    report = state_dict_report(
+        dict(expected), {k: tuple(v.shape) for k, v in state.items()}, "Rotate-and-Render generator checkpoint"
+    )
     if report:
         raise CheckpointError(report)
     differing = [
@@ -168,8 +173,10 @@ def check_checkpoint(state: Mapping[str, torch.Tensor], expected: Mapping[str, t
         if alias in k and not torch.equal(state[k], state[k.replace(alias, name)])
     ]
     if differing:
-        raise CheckpointError("generator checkpoint: aliased tensors differ (the seed stores each twice):\n  "
-                              + "\n  ".join(differing[:20]))
+        raise CheckpointError(
+            "generator checkpoint: aliased tensors differ (the seed stores each twice):\n  "
+            + "\n  ".join(differing[:20])
+        )
 
 
 def _sn_weight(state: Mapping[str, torch.Tensor], prefix: str, transposed: bool = False) -> torch.Tensor:
@@ -180,7 +187,9 @@ def _sn_weight(state: Mapping[str, torch.Tensor], prefix: str, transposed: bool 
     return w / torch.dot(u, mat @ v)
 
 
-def _bn_scale_shift(state: Mapping[str, torch.Tensor], prefix: str, affine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def _bn_scale_shift(
+    state: Mapping[str, torch.Tensor], prefix: str, affine: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval BatchNorm as y = x * scale + shift."""
     inv = 1.0 / torch.sqrt(state[prefix + "running_var"].double() + BN_EPS)
     mean = state[prefix + "running_mean"].double()
@@ -190,7 +199,9 @@ def _bn_scale_shift(state: Mapping[str, torch.Tensor], prefix: str, affine: bool
     return inv, -mean * inv
 
 
-def fold_state_dict(state: Mapping[str, torch.Tensor], n_downsample: int = 4, n_blocks: int = 9) -> dict[str, torch.Tensor]:
+def fold_state_dict(
+    state: Mapping[str, torch.Tensor], n_downsample: int = 4, n_blocks: int = 9
+) -> dict[str, torch.Tensor]:
     """The seed checkpoint as plain float32 weights of ``FastRotateGenerator`` (see the module docstring)."""
     out: dict[str, torch.Tensor] = {}
 
@@ -229,8 +240,9 @@ class FastRotateGenerator(nn.Module):
     """Inference form of RotateSPADEGenerator with folded weights: render (B, 3, H, W) in [-1, 1] and label
     maps (B, label_nc, H, W) -> image (B, 3, H, W) in [-1, 1]; H, W multiples of 2**n_downsample."""
 
-    def __init__(self, ngf: int = 64, label_nc: int = 5, n_downsample: int = 4, n_blocks: int = 9,
-                 output_nc: int = 3) -> None:
+    def __init__(
+        self, ngf: int = 64, label_nc: int = 5, n_downsample: int = 4, n_blocks: int = 9, output_nc: int = 3
+    ) -> None:
         super().__init__()
         self.n_blocks = n_blocks
         self.label_nc = label_nc
@@ -256,7 +268,7 @@ class FastRotateGenerator(nn.Module):
             h = x
             for j in range(2):
                 k = 2 * i + j
-                scale, shift = self.affine[k](hidden[:, k * SPADE_HIDDEN:(k + 1) * SPADE_HIDDEN]).split(self.dim, 1)
+                scale, shift = self.affine[k](hidden[:, k * SPADE_HIDDEN : (k + 1) * SPADE_HIDDEN]).split(self.dim, 1)
                 h = F.leaky_relu(self.res[k](F.pad(h, (1, 1, 1, 1), mode="reflect")) * scale + shift, 0.2)
             x = x + h
         for conv in self.up:
@@ -264,9 +276,17 @@ class FastRotateGenerator(nn.Module):
         return torch.tanh(self.final(F.pad(x, (3, 3, 3, 3), mode="reflect")))
 
 
-def load_generator(source: str | Path | Mapping[str, torch.Tensor], *, device: str | torch.device = "cpu",
-                   dtype: torch.dtype | None = None, channels_last: bool | None = None, ngf: int | None = None,
-                   label_nc: int | None = None, n_downsample: int = 4, n_blocks: int = 9) -> FastRotateGenerator:
+def load_generator(
+    source: str | Path | Mapping[str, torch.Tensor],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    channels_last: bool | None = None,
+    ngf: int | None = None,
+    label_nc: int | None = None,
+    n_downsample: int = 4,
+    n_blocks: int = 9,
+) -> FastRotateGenerator:
     """Strictly load a seed generator checkpoint and return the folded inference module on ``device``.
 
     ``ngf`` / ``label_nc`` default to what the first layer / first SPADE of the checkpoint say (the seed's are
@@ -304,15 +324,25 @@ class RotateAndRenderRefiner:
     name = "rotate_and_render"
     wants_flat_render = True
 
-    def __init__(self, checkpoint: str | Path | Mapping[str, torch.Tensor], *, device: str | torch.device = "cpu",
-                 sigma: float = lmaps.DEFAULT_SIGMA, binarize: bool = True, label_mask: bool = True,
-                 yaw_threshold_rad: float = lmaps.YAW_MASK_THRESHOLD_RAD, dtype: torch.dtype | None = None,
-                 size: int = GENERATOR_SIZE) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | Mapping[str, torch.Tensor],
+        *,
+        device: str | torch.device = "cpu",
+        sigma: float = lmaps.DEFAULT_SIGMA,
+        binarize: bool = True,
+        label_mask: bool = True,
+        yaw_threshold_rad: float = lmaps.YAW_MASK_THRESHOLD_RAD,
+        dtype: torch.dtype | None = None,
+        size: int = GENERATOR_SIZE,
+    ) -> None:
         self.device = torch.device(device)
         self.generator = load_generator(checkpoint, device=self.device, dtype=dtype)
         if self.generator.label_nc != len(lmaps.CHANNELS):
-            raise CheckpointError(f"generator expects {self.generator.label_nc} label channels; this refiner "
-                                  f"builds {len(lmaps.CHANNELS)} (the seed's eye/eye/nose/mouth/chin maps)")
+            raise CheckpointError(
+                f"generator expects {self.generator.label_nc} label channels; this refiner "
+                f"builds {len(lmaps.CHANNELS)} (the seed's eye/eye/nose/mouth/chin maps)"
+            )
         self.sigma, self.binarize, self.label_mask = sigma, binarize, label_mask
         self.yaw_threshold_rad = yaw_threshold_rad
         self.size = size
@@ -333,22 +363,23 @@ class RotateAndRenderRefiner:
         render = images.to(self.device, torch.float32)
         landmarks = batch.landmarks68.to(self.device, torch.float32)[..., :2]
         if tuple(out_size) != (self.size, self.size):
-            render = F.interpolate(render, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                   antialias=True)
-            landmarks = landmarks * torch.tensor([self.size / out_size[1], self.size / out_size[0]],
-                                                 device=self.device)
+            render = F.interpolate(
+                render, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            )
+            landmarks = landmarks * torch.tensor([self.size / out_size[1], self.size / out_size[0]], device=self.device)
         render = render * 2 - 1
         heat = lmaps.curve_heatmaps(landmarks, self.size, self.sigma, device=self.device)
         seg = lmaps.combine_curves(heat, self.binarize)
         if self.label_mask:
-            render = lmaps.apply_label_mask(render, heat, batch.source_yaw_deg.to(self.device),
-                                            self.yaw_threshold_rad)
+            render = lmaps.apply_label_mask(render, heat, batch.source_yaw_deg.to(self.device), self.yaw_threshold_rad)
         dtype = self.generator.first.weight.dtype
         fmt = torch.channels_last if self.generator.channels_last else torch.contiguous_format
-        out = self.generator(render.to(dtype).contiguous(memory_format=fmt),
-                             seg.to(dtype).contiguous(memory_format=fmt)).float()
+        out = self.generator(
+            render.to(dtype).contiguous(memory_format=fmt), seg.to(dtype).contiguous(memory_format=fmt)
+        ).float()
         out = ((out + 1) / 2).clamp(0, 1)
         if tuple(out_size) != (self.size, self.size):
-            out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False,
-                                antialias=True).clamp(0, 1)
+            out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False, antialias=True).clamp(
+                0, 1
+            )
         return out.contiguous()

@@ -43,8 +43,9 @@ def triangle_colors(vertex_rgb: torch.Tensor, triangles: torch.Tensor) -> torch.
     return vertex_rgb[:, tri].mean(dim=2)
 
 
-def erode_mask(alpha: torch.Tensor, kernel: int = ERODE_KERNEL, first_row: int | None = None,
-               threshold: float = ERODE_THRESHOLD) -> torch.Tensor:
+def erode_mask(
+    alpha: torch.Tensor, kernel: int = ERODE_KERNEL, first_row: int | None = None, threshold: float = ERODE_THRESHOLD
+) -> torch.Tensor:
     """The seed's erosion of a coverage map (B, 1, H, W): box-blur (zero padding) on rows first_row .. H - 11
     only, keep the raw coverage on the other rows, then binarise at ``threshold``."""
     height = alpha.shape[-2]
@@ -66,8 +67,15 @@ def fill_outside(render: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, render, mean[:, :, None, None])
 
 
-def render_flat(vertices: torch.Tensor, triangles: torch.Tensor, face_rgb: torch.Tensor, height: int, width: int,
-                rasterize: Callable | None = None, supersample: int = SUPERSAMPLE) -> tuple[torch.Tensor, torch.Tensor]:
+def render_flat(
+    vertices: torch.Tensor,
+    triangles: torch.Tensor,
+    face_rgb: torch.Tensor,
+    height: int,
+    width: int,
+    rasterize: Callable | None = None,
+    supersample: int = SUPERSAMPLE,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat-colour render (B, C, H, W) on black and coverage alpha (B, 1, H, W), anti-aliased like the seed's
     renderer (rasterised at ``supersample`` x the size, then block-averaged)."""
     if rasterize is None:
@@ -86,9 +94,16 @@ def render_flat(vertices: torch.Tensor, triangles: torch.Tensor, face_rgb: torch
     return rgb, alpha
 
 
-def seed_flat_colors(vertices: torch.Tensor, triangles: torch.Tensor, image: torch.Tensor, *, erode: bool = True,
-                     rasterize: Callable | None = None, kernel: int = ERODE_KERNEL,
-                     threshold: float = ERODE_THRESHOLD) -> torch.Tensor:
+def seed_flat_colors(
+    vertices: torch.Tensor,
+    triangles: torch.Tensor,
+    image: torch.Tensor,
+    *,
+    erode: bool = True,
+    rasterize: Callable | None = None,
+    kernel: int = ERODE_KERNEL,
+    threshold: float = ERODE_THRESHOLD,
+) -> torch.Tensor:
     """Per-triangle colours (B, F, C) of the seed's texture for meshes at their source pose.
 
     ``vertices`` (B, V, 3) in the output image's pixels (our convention, depth away from the camera),

@@ -1,0 +1,118 @@
+"""Helpers for tests and benchmarks that talk to the node over real rclpy / DDS (no mocks).
+
+Isolation: every run gets its own ROS domain (``isolated_domain``) and discovery stays on this
+machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so parallel runs and other robots never mix.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+
+def isolated_domain(offset: int) -> int:
+    """A ROS_DOMAIN_ID for this process and ``offset`` (0..9), in FastDDS's valid range 0..232."""
+    return (os.getpid() % 20) * 10 + offset % 10 + 1
+
+
+def localhost_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for child processes of an isolated run."""
+    env = dict(os.environ if base is None else base)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class RosHarness:
+    """One rclpy context on an isolated domain, an executor thread, and a probe node for the test side."""
+
+    def __init__(self, domain_id: int, threads: int = 4) -> None:
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        os.environ.pop("ROS_LOCALHOST_ONLY", None)
+        self.domain_id = domain_id
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.probe = Node("test_probe", context=self.context)
+        self.executor.add_node(self.probe)
+        self._thread = threading.Thread(target=self._spin, name="harness_executor", daemon=True)
+        self._thread.start()
+        self._lock = threading.Lock()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            self.executor.spin_once(timeout_sec=0.1)
+
+    def add_node(self, node: Node) -> None:
+        self.executor.add_node(node)
+
+    def remove_node(self, node: Node) -> None:
+        self.executor.remove_node(node)
+
+    def collect(self, msg_type: Any, topic: str, depth: int = 100, reliable: bool = True) -> tuple[list[Any], Any]:
+        """Subscribe and append every message to a list; returns (list, subscription)."""
+        received: list[Any] = []
+        qos = QoSProfile(
+            depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        )
+
+        def on_msg(msg: Any) -> None:
+            with self._lock:
+                received.append(msg)
+
+        sub = self.probe.create_subscription(msg_type, topic, on_msg, qos)
+        return received, sub
+
+    def publisher(self, msg_type: Any, topic: str, depth: int = 10) -> Any:
+        return self.probe.create_publisher(msg_type, topic, depth)
+
+    def wait_for_subscribers(self, publisher: Any, count: int = 1, timeout: float = 10.0) -> None:
+        wait_until(lambda: publisher.get_subscription_count() >= count, timeout, f"{count} subscriber(s) on {publisher.topic_name}")
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+        client = self.probe.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available within {timeout} s")
+            future = client.call_async(request)
+            wait_until(future.done, timeout, f"answer of {name}")
+            return future.result()
+        finally:
+            self.probe.destroy_client(client)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.probe.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5.0)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "condition", period: float = 0.02) -> None:
+    """Poll ``predicate`` until true; TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(period)
+
+
+def diagnostics_values(array: Any, name_contains: str = "face_synth") -> dict[str, str]:
+    """Key/values of the first DiagnosticStatus whose name contains ``name_contains`` ({} if none)."""
+    for status in array.status:
+        if name_contains in status.name:
+            values = {kv.key: kv.value for kv in status.values}
+            values["_level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else status.level)
+            values["_message"] = status.message
+            return values
+    return {}
