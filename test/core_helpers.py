@@ -1,21 +1,11 @@
-"""Helpers for the core tests: the shared data folder (skips when absent) and image loading."""
+"""Helpers for the core tests: image loading and the seed's 3DDFA parameter files."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
-
-
-def shared_dir() -> Path:
-    """../shared beside the checkout (or $OPENDR_FACE_SYNTH_SHARED); skip the test when it is absent."""
-    path = Path(os.environ.get("OPENDR_FACE_SYNTH_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-    if not (path / "data").is_dir():
-        pytest.skip(f"shared test data not found at {path} (only CI and developers have it)")
-    return path
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from core_helpers import load_rgb, seed_pose_from_params, shared_dir
+from core_helpers import load_rgb, seed_pose_from_params
 
 from opendr_face_synth.core.detect import FaceDetector
 from opendr_face_synth.core.fit.mediapipe_fit import MediapipeFitter
@@ -11,10 +11,8 @@ from opendr_face_synth.core.types import FaceFit
 
 
 @pytest.fixture(scope="module")
-def astronaut():
-    from opendr_face_synth.io.samples import astronaut_rgb
-
-    return astronaut_rgb()
+def astronaut(astronaut_rgb):
+    return astronaut_rgb
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +58,8 @@ def test_astronaut_one_frontal_face(detector, fitter, astronaut):
     assert fit.head_centre[2] > fit.vertices[:, 2].max()
 
 
-def test_multi_face_collage(detector, fitter):
-    image = load_rgb(shared_dir() / "data/faces/emma.jpg")
+def test_multi_face_collage(detector, fitter, shared_dir):
+    image = load_rgb(shared_dir / "data/faces/emma.jpg")
     faces = detector.detect(image)
     assert len(faces) == 3
     assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)  # left to right
@@ -76,9 +74,9 @@ def test_no_face_gives_empty_list(detector):
     assert detector.detect(np.zeros((200, 200, 3), np.uint8)) == []
 
 
-def test_poses_agree_with_seed_3ddfa_fits(detector, fitter):
+def test_poses_agree_with_seed_3ddfa_fits(detector, fitter, shared_dir):
     """Our yaw/pitch on the seed's LFW examples vs the seed's own 3DDFA v1 fits (seed convention)."""
-    folder = shared_dir() / "data/rr_lfw"
+    folder = shared_dir / "data/rr_lfw"
     diffs = []
     for txt in sorted(folder.glob("*.txt")):
         if txt.name == "file_list.txt":

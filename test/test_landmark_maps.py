@@ -122,6 +122,21 @@ def test_curve_samples_follow_the_spline():
     assert curve_samples(np.array([[1.0, 1.0], [1.0, 1.0005]]), 20).shape == (0, 2)
 
 
+def test_batched_spline_sampling_equals_the_one_curve_path():
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 4, 5, 7):
+        curves = np.cumsum(rng.normal(0, 8, size=(20, n, 2)), axis=1) + 100
+        batched = lm.batched_curve_samples(curves, n * 10)
+        single = np.stack([curve_samples(c, n * 10) for c in curves])
+        np.testing.assert_allclose(batched, single, atol=1e-8)
+    # A curve with a repeated point goes through the one-curve path (the point is merged).
+    pts = _face_like(np.random.default_rng(8))
+    pts[38] = pts[37]
+    pix, valid = lm.curve_pixel_array(pts[None], 256)
+    single = np.trunc(curve_samples(pts[[36, 37, 38, 39]] - 0.5, 40) + 0.5)
+    np.testing.assert_array_equal(pix[0, 5][valid[0, 5]], single)
+
+
 def test_nose_and_chin_mask_only_for_turned_sources():
     pts = _face_like(np.random.default_rng(2))
     heat = curve_heatmaps(torch.tensor(np.stack([pts, pts])), 256)

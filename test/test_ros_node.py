@@ -375,7 +375,9 @@ def test_burst_of_200_frames_at_100_hz(ros, io, node) -> None:
     received = end.frames_received - start.frames_received
     processed = end.frames_processed - start.frames_processed
     dropped = end.dropped_busy - start.dropped_busy
-    assert burst_s < 4.0  # publishing was never held up by the node
+    # 2 s nominal; on 2 busy CPU cores the publisher itself is slower. A subscription that blocked the
+    # (reliable) publisher would stretch this to the engine's pace: 200 frames x ~0.3 s.
+    assert burst_s < 10.0, f"publishing 200 frames took {burst_s:.1f} s"
     assert received >= 150, received  # reliable QoS on localhost: nearly all arrive
     assert processed < received and dropped > 0
     assert received - processed - dropped <= 2  # every frame is either processed, dropped, or in flight

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from core_helpers import load_rgb
 
-from core_helpers import load_rgb, shared_dir
 from opendr_face_synth.core.config import ConfigError, SynthConfig
 from opendr_face_synth.core.detect import FaceDetector
 from opendr_face_synth.core.fit.mediapipe_fit import MediapipeFitter
@@ -121,13 +121,13 @@ def test_pose_accuracy_astronaut(measure):
 
 
 @pytest.mark.parametrize("name", ["JianzhuGuo.jpg", "trump_hillary.jpg"])
-def test_pose_accuracy_shared_photos(name, measure):
-    image = load_rgb(shared_dir() / "data/faces" / name)
+def test_pose_accuracy_shared_photos(name, measure, shared_dir):
+    image = load_rgb(shared_dir / "data/faces" / name)
     _check_pose_accuracy(lambda: FaceSynthesizer(SynthConfig(**POSE_CONFIG)), image, measure)
 
 
-def test_multi_face_image_gives_views_for_every_face(synth):
-    image = load_rgb(shared_dir() / "data/faces/emma.jpg")
+def test_multi_face_image_gives_views_for_every_face(synth, shared_dir):
+    image = load_rgb(shared_dir / "data/faces/emma.jpg")
     (result,) = synth.process([image])
     assert len(result.faces) == 3
     assert all(len(f.views) == len(synth.view_requests) for f in result.faces)

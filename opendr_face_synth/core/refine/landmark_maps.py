@@ -80,19 +80,78 @@ def curve_samples(points: np.ndarray, samples: int) -> np.ndarray:
     return out
 
 
-def curve_pixels(landmarks: np.ndarray, size: int) -> list[list[np.ndarray]]:
-    """Drawn pixels [(K, 2) int (x, y)] per image per curve, for landmarks (B, 68, 2) in our convention."""
+def batched_curve_samples(points: np.ndarray, samples: int) -> np.ndarray:
+    """``curve_samples`` for many curves of n points at once, (M, n, 2) -> (M, samples, 2).
+
+    Only for curves whose consecutive points are all farther apart than MIN_POINT_STEP (nothing dropped);
+    the natural spline's second derivatives come from one batched solve of the tridiagonal system.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    m, n = pts.shape[:2]
+    steps = np.linalg.norm(np.diff(pts, axis=1), axis=2)  # (M, n-1)
+    slopes = np.diff(pts, axis=1) / steps[..., None]  # (M, n-1, 2)
+    second = np.zeros((m, n, 2))
+    if n > 2:
+        system = np.zeros((m, n - 2, n - 2))
+        rows = np.arange(n - 2)
+        system[:, rows, rows] = 2 * (steps[:, :-1] + steps[:, 1:])
+        system[:, rows[1:], rows[:-1]] = steps[:, 1:-1]
+        system[:, rows[:-1], rows[1:]] = steps[:, 1:-1]
+        second[:, 1:-1] = np.linalg.solve(system, 6 * np.diff(slopes, axis=1))
+    per_segment = int(samples / (n - 1) + 1)
+    t = steps[..., None] * (np.arange(per_segment) / per_segment)  # (M, n-1, per)
+    h = steps[..., None, None]
+    m0, m1 = second[:, :-1, None], second[:, 1:, None]
+    tt = t[..., None]
+    raw = (pts[:, :-1, None] + (slopes[:, :, None] - h * (2 * m0 + m1) / 6) * tt + m0 / 2 * tt**2
+           + (m1 - m0) / (6 * h) * tt**3).reshape(m, -1, 2)
+    arc = np.concatenate([np.zeros((m, 1)), np.cumsum(np.linalg.norm(np.diff(raw, axis=1), axis=2), axis=1)], 1)
+    where = arc[:, -1:] * np.linspace(0.0, 1.0, samples)[None]  # (M, samples)
+    seg = np.clip((arc[:, None, :] < where[:, :, None]).sum(-1) - 1, 0, arc.shape[1] - 2)  # np.interp's segment
+    lo, hi = np.take_along_axis(arc, seg, 1), np.take_along_axis(arc, seg + 1, 1)
+    frac = np.where(hi > lo, (where - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)[..., None]
+    p0 = np.take_along_axis(raw, seg[..., None], 1)
+    p1 = np.take_along_axis(raw, seg[..., None] + 1, 1)
+    out = p0 + frac * (p1 - p0)
+    out[:, 0], out[:, -1] = raw[:, 0], raw[:, -1]
+    return out
+
+
+def curve_pixel_array(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drawn pixels of every curve as padded arrays: (B, 13, K, 2) int (x, y) and (B, 13, K) validity.
+
+    Landmarks (B, 68, 2) are in our convention. Curves of the same point count are sampled together; a curve
+    with merged (near-duplicate) points falls back to the one-curve path.
+    """
     lm = np.asarray(landmarks, dtype=np.float64)[..., :2] - 0.5
-    result = []
-    for points in lm:
-        per_curve = []
-        for curve in CURVES:
-            s = curve_samples(points[list(curve)], len(curve) * SAMPLES_PER_POINT)
-            pix = np.trunc(s + 0.5).astype(np.int64)  # the seed's int(v + 0.5): truncation toward zero
-            inside = np.all((pix >= 0) & (pix < size), axis=1)
-            per_curve.append(np.unique(pix[inside], axis=0))
-        result.append(per_curve)
-    return result
+    batch, k_max = len(lm), max(len(c) for c in CURVES) * SAMPLES_PER_POINT
+    samples = np.zeros((batch, len(CURVES), k_max, 2))
+    valid = np.zeros((batch, len(CURVES), k_max), dtype=bool)
+    for n in sorted({len(c) for c in CURVES}):
+        ids = [i for i, c in enumerate(CURVES) if len(c) == n]
+        pts = lm[:, [list(CURVES[i]) for i in ids]]  # (B, G, n, 2)
+        flat = pts.reshape(-1, n, 2)
+        regular = np.all(np.linalg.norm(np.diff(flat, axis=1), axis=2) > MIN_POINT_STEP, axis=1)
+        count = n * SAMPLES_PER_POINT
+        out = np.zeros((len(flat), count, 2))
+        ok = np.zeros((len(flat), count), dtype=bool)
+        if regular.any():
+            out[regular] = batched_curve_samples(flat[regular], count)
+            ok[regular] = True
+        for j in np.nonzero(~regular)[0]:
+            s = curve_samples(flat[j], count)
+            out[j, : len(s)], ok[j, : len(s)] = s, True
+        samples[:, ids, :count] = out.reshape(batch, len(ids), count, 2)
+        valid[:, ids, :count] = ok.reshape(batch, len(ids), count)
+    pix = np.trunc(samples + 0.5).astype(np.int64)  # the seed's int(v + 0.5): truncation toward zero
+    valid &= np.all((pix >= 0) & (pix < size), axis=-1)
+    return pix, valid
+
+
+def curve_pixels(landmarks: np.ndarray, size: int) -> list[list[np.ndarray]]:
+    """Drawn pixels [(K, 2) int (x, y), unique] per image per curve, for landmarks (B, 68, 2)."""
+    pix, valid = curve_pixel_array(landmarks, size)
+    return [[np.unique(pix[b, c][valid[b, c]], axis=0) for c in range(len(CURVES))] for b in range(len(pix))]
 
 
 def curve_heatmaps(
@@ -106,14 +165,8 @@ def curve_heatmaps(
         device = landmarks.device if isinstance(landmarks, torch.Tensor) else "cpu"
     lm = landmarks.detach().cpu().numpy() if isinstance(landmarks, torch.Tensor) else np.asarray(landmarks)
     batch, n_curves = len(lm), len(CURVES)
-    pixels = curve_pixels(lm, size)
-    k_max = max([1] + [len(p) for per in pixels for p in per])
-    pts = np.zeros((batch, n_curves, k_max, 2), dtype=np.int64)
-    valid = np.zeros((batch, n_curves, k_max), dtype=bool)
-    for b, per in enumerate(pixels):
-        for c, p in enumerate(per):
-            pts[b, c, : len(p)] = p
-            valid[b, c, : len(p)] = True
+    pts, valid = curve_pixel_array(lm, size)
+    k_max = pts.shape[2]
     pts_t = torch.as_tensor(pts, device=device)
     valid_t = torch.as_tensor(valid, device=device)
     out = torch.zeros((batch, n_curves, size, size), dtype=torch.float32, device=device)

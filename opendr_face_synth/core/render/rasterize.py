@@ -6,26 +6,29 @@ orthographic projection, so a vertex (x, y, depth) lands on pixel (x, y); smalle
 How it works, and why:
 
 * **Exact coverage.** Vertex x, y are snapped to a fixed-point grid of 1/256 pixel (like GPU rasterizers)
-  and every coverage decision is integer arithmetic carried out exactly in float64. Coverage uses the
-  top-left rule (a pixel centre on a left or top edge belongs to the triangle, one on a right or bottom edge
-  does not), so triangles that share an edge or a vertex cover each pixel centre of their union exactly once.
-* **Cost grows with covered pixels, not pixels x triangles.** Per (image, triangle) the rows its pixel-
-  centre bounding box spans are listed; per (triangle, row) the exact covered span [lo, hi] of pixel
-  columns comes from one division per edge; only covered pixels are then enumerated (flattened with
-  ``repeat_interleave``), so there is no per-pixel edge test and no wasted candidate pixel.
-* **One scatter-min z-buffer.** Each covered pixel makes an int64 key whose high 32 bits are the bit
-  pattern of a positive float32 depth (positive floats order like their bit patterns) and whose low
-  32 bits are the triangle's rank; a single ``scatter_reduce_(..., 'amin')`` per chunk resolves
-  visibility with integer atomics only. The nearest surface wins; equal depths go to the smallest
-  triangle id (ranks are ordered by triangle id), so results are deterministic on every device.
-* **Bounded memory.** Images are processed in groups (bounded triangle instances), (triangle, row) pairs
-  and candidate pixels in chunks; only chunk sizing syncs with the host. Huge triangles cost one pair per
-  covered row, never a bounding-box's worth of candidates.
+  and every coverage decision is integer arithmetic carried out exactly in float64. Coverage follows the
+  top-left rule (a pixel centre on a left or top edge belongs to the triangle, one on a right or bottom
+  edge does not), so triangles that share an edge or a vertex cover each pixel centre of their union
+  exactly once: no cracks, no double coverage.
+* **Cost grows with covered pixels, not pixels x triangles.** Per (image, triangle) the pixel rows of its
+  bounding box are listed; per (triangle, row) the exact covered span of columns comes from one division
+  per edge (a scanline rasterizer); only covered pixels are then enumerated, flattened with
+  ``repeat_interleave``: no per-pixel edge tests, no wasted bounding-box candidates, and a huge triangle
+  costs one (triangle, row) pair per covered row.
+* **One scatter-min z-buffer.** A covered pixel makes an int64 key whose high 32 bits are the bit pattern
+  of a positive float32 depth (depths are shifted per image to be >= 1; positive floats order like their
+  bit patterns) and whose low 32 bits are the triangle instance's rank (ordered by triangle id). A single
+  ``scatter_reduce_(..., 'amin')`` per chunk resolves visibility with integer atomics only: the nearest
+  surface wins, equal depths go to the smallest triangle id, identically on every device and chunking.
+* **Bounded memory.** Images are set up in groups (bounded triangle instances), (triangle, row) pairs and
+  covered pixels are processed in chunks; only chunk sizing (and the visible-triangle count) syncs with
+  the host. Per-pixel tables are structure-of-arrays, which is what PyTorch's CPU gathers and element-wise
+  kernels are fastest on.
 
 Winding: a triangle is *front-facing* when its vertices run counter-clockwise as seen on the screen
-(y down), i.e. ``(x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) < 0`` in pixel coordinates.
-``cull_backfaces=True`` drops the others. Degenerate (zero snapped area) triangles, triangles with a
-non-finite coordinate and triangles with a vertex farther than 2**16 pixels from the origin are dropped.
+(y down), i.e. ``(x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) < 0`` in pixel coordinates;
+``cull_backfaces=True`` drops the others. Triangles with zero snapped area, a non-finite coordinate or a
+vertex farther than 2**16 pixels from the origin are always dropped.
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ class Fragments:
     """Per-pixel rasterizer output, batch first.
 
     ``triangle_id`` (B, H, W) int64, -1 where no triangle covers the pixel centre.
-    ``barycentrics`` (B, H, W, 3) float32: weights of the triangle's three vertices at the pixel centre
-    (0 where empty). ``depth`` (B, H, W) float32: depth of the visible surface, +inf where empty.
+    ``barycentrics`` (B, H, W, 3) float32: weights of the triangle's three corners at the pixel centre
+    (0 where empty). :func:`rasterize` returns it as a view of planar (3, B, H, W) storage, so that each
+    weight is one contiguous plane (fast per-channel arithmetic); ``.contiguous()`` packs it.
+    ``depth`` (B, H, W) float32: depth of the visible surface, +inf where empty.
     """
 
     triangle_id: Tensor
@@ -74,9 +79,9 @@ class _Limits:
 
 
 def _default_limits(device: torch.device) -> _Limits:
-    """CPU: chunks small enough that temporaries stay in cache and below the allocator's mmap threshold."""
+    """CPU: chunks whose temporaries stay in cache and below the allocator's mmap threshold; CUDA: big."""
     if device.type == "cpu":
-        return _Limits(triangles=1 << 17, rows=1 << 16, candidates=1 << 19, pixels=1 << 18)
+        return _Limits(triangles=1 << 17, rows=1 << 16, candidates=1 << 18, pixels=1 << 18)
     return _Limits(triangles=1 << 21, rows=1 << 22, candidates=1 << 24, pixels=1 << 24)
 
 
@@ -96,12 +101,14 @@ def rasterize(
     ``vertices`` (B, V, 3) float: x, y in pixels, depth. ``triangles`` (F, 3) integer vertex ids.
     Returns :class:`Fragments` for images of ``height`` x ``width`` on the vertices' device.
     ``max_candidates`` / ``max_rows`` / ``max_triangles`` bound the chunk sizes (covered pixels,
-    (triangle, row) pairs, (image, triangle) instances); the result does not depend on them.
+    (triangle, row) pairs, (image, triangle) instances); results do not depend on them.
     """
     if vertices.dim() != 3 or vertices.shape[-1] != 3:
         raise ValueError(f"vertices must be (B, V, 3), got {tuple(vertices.shape)}")
     if triangles.dim() != 2 or triangles.shape[-1] != 3:
         raise ValueError(f"triangles must be (F, 3), got {tuple(triangles.shape)}")
+    if height < 0 or width < 0:
+        raise ValueError(f"bad image size {height} x {width}")
     device = vertices.device
     batch, height, width = vertices.shape[0], int(height), int(width)
     num_tris = triangles.shape[0]
@@ -110,51 +117,49 @@ def rasterize(
     defaults = _default_limits(device)
     limits = _Limits(
         triangles=max(1, max_triangles or defaults.triangles),
-        rows=max(height, max_rows or defaults.rows),  # a triangle chunk must fit one triangle's rows
-        candidates=max(width, max_candidates or defaults.candidates),  # ... and a chunk one row's span
+        rows=max(height, max_rows or defaults.rows),  # a row chunk must hold one triangle's rows...
+        candidates=max(width, max_candidates or defaults.candidates),  # ... a pixel chunk one row's span
         pixels=defaults.pixels,
     )
     hw = height * width
     zbuf = torch.full((batch * hw,), _EMPTY_KEY, dtype=torch.int64, device=device)
     depth = torch.empty((batch, height, width), dtype=torch.float32, device=device)
-    bary = torch.empty((batch, height, width, 3), dtype=torch.float32, device=device)
-    if batch == 0 or hw == 0:
-        return Fragments(zbuf.view(batch, height, width), bary, depth)
+    bary = torch.empty((3, batch, height, width), dtype=torch.float32, device=device)
+    if batch > 0 and hw > 0:
+        tris = triangles.to(device=device, dtype=torch.int64)
+        per_group = max(1, limits.triangles // max(1, num_tris))
+        for b0 in range(0, batch, per_group):
+            b1 = min(batch, b0 + per_group)
+            setup = _setup(vertices[b0:b1], tris, height, width, cull_backfaces, b0) if num_tris else None
+            if setup is not None:
+                _scatter(setup, zbuf, width, limits)
+                table = setup.resolve_table
+            else:
+                table = _empty_column(device)
+            _resolve(zbuf, depth, bary, table, b0 * height, b1 * height, height, width, limits.pixels)
+    return Fragments(zbuf.view(batch, height, width), bary.permute(1, 2, 3, 0), depth)
 
-    tris = triangles.to(device=device, dtype=torch.int64)
-    per_group = max(1, limits.triangles // max(1, num_tris))
-    for b0 in range(0, batch, per_group):
-        b1 = min(batch, b0 + per_group)
-        setup = _setup(vertices[b0:b1], tris, height, width, cull_backfaces, b0)
-        if setup is not None:
-            _scatter_group(setup, zbuf, width, limits)
-            resolve_table = setup.resolve_table
-        else:
-            resolve_table = _dummy_row(device)
-        _resolve(zbuf, depth, bary, resolve_table, b0 * height, b1 * height, height, width, limits.pixels)
-    return Fragments(zbuf.view(batch, height, width), bary, depth)
+
+# Resolve table rows (one column per visible instance, column 0 = empty pixel): snapped corner 0 in
+# centre-shifted pixel units, barycentric planes b1 = p1*dx + q1*dy and b2 = p2*dx + q2*dy (dx, dy from
+# corner 0), weight sum (1; 0 when empty), triangle id (int32 bits), depth shift of the instance's image.
+_X0, _Y0, _P1, _Q1, _P2, _Q2, _SUM, _TID, _ZSHIFT = range(9)
+
+
+def _empty_column(device: torch.device) -> Tensor:
+    """Resolve-table column of an empty pixel: zero weights, triangle id -1, depth shift 0 (inf stays inf)."""
+    col = torch.zeros((9, 1), dtype=torch.float32, device=device)
+    col.view(torch.int32)[_TID] = -1
+    return col
 
 
 @dataclass
 class _Setup:
-    """Per visible (image, triangle) instance of one image group, compacted."""
+    """Visible (image, triangle) instances of one image group, ranked by (image, triangle id)."""
 
-    pair_table: Tensor  # (T, 20) float64: per-edge span constants, depth plane, pixel base, first row
-    num_rows: Tensor  # (T,) int64 covered-row count
-    resolve_table: Tensor  # (T + 1, 9) float32, row 0 = empty; columns: see _RESOLVE_COLUMNS
-
-
-# Resolve table columns: snapped corner 0 (pixel units, centre-shifted), barycentric planes
-# b1 = p1*dx + q1*dy, b2 = p2*dx + q2*dy, weight sum (1; 0 for the empty row), triangle id (int32 bits),
-# depth shift added to the decoded z-buffer depth.
-_RESOLVE_COLUMNS = ("x0", "y0", "p1", "q1", "p2", "q2", "sum", "tid", "zshift")
-
-
-def _dummy_row(device: torch.device) -> Tensor:
-    """The empty pixel's row: zero weights, triangle id -1, depth shift 0 (inf stays inf)."""
-    row = torch.zeros((1, len(_RESOLVE_COLUMNS)), dtype=torch.float32, device=device)
-    row.view(torch.int32)[0, 7] = -1
-    return row
+    pair_table: Tensor  # (17, T) float64, see _setup
+    num_rows: Tensor  # (T,) int64 rows to scan
+    resolve_table: Tensor  # (9, T + 1) float32
 
 
 def _setup(
@@ -171,17 +176,16 @@ def _setup(
     fy = torch.round((corners[..., 1] - 0.5) * _SUB)
     fx = torch.where(finite[..., None], fx, 0.0)
     fy = torch.where(finite[..., None], fy, 0.0)
-    e1x, e1y = fx[..., 1] - fx[..., 0], fy[..., 1] - fy[..., 0]
-    e2x, e2y = fx[..., 2] - fx[..., 0], fy[..., 2] - fy[..., 0]
-    area2 = e1x * e2y - e1y * e2x  # > 0: clockwise on screen (y down) = back-facing
+    area2 = (fx[..., 1] - fx[..., 0]) * (fy[..., 2] - fy[..., 0]) - (fy[..., 1] - fy[..., 0]) * (
+        fx[..., 2] - fx[..., 0]
+    )  # twice the signed area (fixed-point units); > 0: clockwise on screen = back-facing
     valid = finite & ((area2 < 0) if cull else (area2 != 0))
-
     col0 = torch.ceil(fx.amin(-1) / _SUB).clamp_(min=0)
     col1 = torch.floor(fx.amax(-1) / _SUB).clamp_(max=width - 1)
     ymin, ymax = fy.amin(-1), fy.amax(-1)
     row0 = torch.ceil(ymin / _SUB)
     row1 = torch.floor(ymax / _SUB)
-    # A horizontal bottom edge excludes its own row (top-left rule); other edges are handled per row.
+    # A horizontal bottom edge excludes its own row (top-left rule); all other edges are handled per row.
     flat_bottom = (fy == ymax[..., None]).sum(-1) >= 2
     row1 -= (flat_bottom & (row1 * _SUB == ymax)).to(row1.dtype)
     row0.clamp_(min=0)
@@ -200,25 +204,25 @@ def _setup(
 
     fx, fy, z = take(fx), take(fy), take(corners[..., 2])
     area2, row0, row1 = take(area2), take(row0), take(row1)
-    sign = torch.sign(area2)
+    sign = torch.sign(area2)[:, None]
 
-    # Edge k runs from corner k to corner k+1. Its edge function, oriented positive inside, at pixel
-    # centre (j, i) is alpha*j + u*i + w (exact integers in float64, identical up to sign for the two
-    # triangles sharing the edge, which is what makes shared edges watertight).
-    ax, ay = fx, fy
-    bx, by = fx.roll(-1, dims=1), fy.roll(-1, dims=1)
-    dx, dy = (bx - ax) * sign[:, None], (by - ay) * sign[:, None]
-    alpha = -dy * _SUB
+    # Edge k runs from corner k to corner k+1; oriented positive inside, its edge function at pixel centre
+    # (j, i) is alpha*j + u*i + w. These are exact integers in float64, equal up to sign for the two
+    # triangles sharing the edge: that is what makes shared edges and vertices watertight.
+    dx = (fx.roll(-1, dims=1) - fx) * sign
+    dy = (fy.roll(-1, dims=1) - fy) * sign
+    neg_alpha = dy * _SUB
     u = dx * _SUB
-    w = dy * ax - dx * ay
-    horizontal = alpha == 0
-    neg_alpha = torch.where(horizontal, 1.0, -alpha)
-    u = torch.where(horizontal, 0.0, u)
-    w = torch.where(horizontal, 0.0, w)
-    inf = torch.tensor(float("inf"), dtype=torch.float64, device=device)
-    # Left edges (alpha > 0) include ties: lo = ceil(t); right edges exclude them: hi = ceil(t) - 1.
-    off_lo = torch.where(alpha > 0, 0.0, -inf)
-    off_hi = torch.where(alpha < 0, -1.0, inf)
+    w = dy * fx - dx * fy
+    # On row i an edge bounds the span at t = (u*i + w) / -alpha: a left edge (alpha > 0) from below,
+    # j >= ceil(t) (ties included); a right edge (alpha < 0) from above, j <= ceil(t) - 1 (ties excluded).
+    # Every triangle has one or two edges of each kind; list them as (left, left, right, right), repeating
+    # an edge when there is only one, so that rows need no masking. Horizontal edges are left out.
+    kind = torch.where(neg_alpha < 0, 0, torch.where(neg_alpha > 0, 2, 1))
+    kind_sorted, order = torch.sort(kind, dim=1, stable=True)
+    left2 = torch.where(kind_sorted[:, 1] == 0, order[:, 1], order[:, 0])
+    right1 = torch.where(kind_sorted[:, 1] == 2, order[:, 1], order[:, 2])
+    sel = torch.stack([order[:, 0], left2, right1, order[:, 2]], dim=1)
 
     # Depth plane and barycentric planes in pixel units relative to corner 0 (snapped positions).
     x0, y0 = fx[:, 0] / _SUB, fy[:, 0] / _SUB
@@ -227,36 +231,32 @@ def _setup(
     e2x, e2y = (fx[:, 2] - fx[:, 0]) / _SUB, (fy[:, 2] - fy[:, 0]) / _SUB
     p1, q1 = e2y / area_px, -e2x / area_px
     p2, q2 = -e1y / area_px, e1x / area_px
-    # Depth is shifted per image to be >= 1 so that float32 bit patterns order like the depths.
-    zmin_tri = z.amin(1)
+    # Depths are shifted per image to be >= 1 so that float32 bit patterns order like the depths.
     zmin = torch.full((group,), float("inf"), dtype=torch.float64, device=device)
-    zmin.scatter_reduce_(0, image, zmin_tri, "amin")
+    zmin.scatter_reduce_(0, image, z.amin(1), "amin")
     zshift = zmin.index_select(0, image) - 1.0
-    z0 = z[:, 0] - zshift
     dz1, dz2 = z[:, 1] - z[:, 0], z[:, 2] - z[:, 0]
     gx = dz1 * p1 + dz2 * p2
     gy = dz1 * q1 + dz2 * q2
-    zc = z0 - gx * x0 - gy * y0  # depth at pixel centre (0, 0)
+    zc = (z[:, 0] - zshift) - gx * x0 - gy * y0  # shifted depth at pixel centre (0, 0)
 
     num_rows = (row1 - row0 + 1).to(torch.int64)
     row_start = torch.cumsum(num_rows, 0) - num_rows
     base = ((image + first_image) * (height * width)).to(torch.float64)
     pair_table = torch.cat(
         [
-            u, w, neg_alpha, off_lo, off_hi,
-            torch.stack([zc, gy, gx, base, row0 - row_start.to(torch.float64)], dim=1),
-        ],
-        dim=1,
-    )  # (T, 20)
+            u.gather(1, sel).t(), w.gather(1, sel).t(), neg_alpha.gather(1, sel).t(),  # rows 0-11
+            torch.stack([zc, gy, gx, base, row0 - row_start.to(torch.float64)]),  # rows 12-16
+        ]
+    ).contiguous()
 
-    resolve_table = torch.empty((count + 1, len(_RESOLVE_COLUMNS)), dtype=torch.float32, device=device)
-    resolve_table[0:1] = _dummy_row(device)
-    body = resolve_table[1:]
-    body[:, 0], body[:, 1] = x0, y0
-    body[:, 2], body[:, 3], body[:, 4], body[:, 5] = p1, q1, p2, q2
-    body[:, 6] = 1.0
-    body.view(torch.int32)[:, 7] = tid.to(torch.int32)
-    body[:, 8] = zshift
+    resolve_table = torch.empty((9, count + 1), dtype=torch.float32, device=device)
+    resolve_table[:, :1] = _empty_column(device)
+    body = resolve_table[:, 1:]
+    for row, value in ((_X0, x0), (_Y0, y0), (_P1, p1), (_Q1, q1), (_P2, p2), (_Q2, q2), (_ZSHIFT, zshift)):
+        body[row] = value
+    body[_SUM] = 1.0
+    body.view(torch.int32)[_TID] = tid.to(torch.int32)
     return _Setup(pair_table=pair_table, num_rows=num_rows, resolve_table=resolve_table)
 
 
@@ -282,55 +282,43 @@ def _chunk_bounds(counts: Tensor, limit: int) -> list[tuple[int, int, int, int]]
     ]
 
 
-def _scatter_group(setup: _Setup, zbuf: Tensor, width: int, limits: _Limits) -> None:
-    """Scatter-min every covered pixel of a group's triangles into the z-buffer keys."""
+def _scatter(setup: _Setup, zbuf: Tensor, width: int, limits: _Limits) -> None:
+    """Scatter-min the keys of every covered pixel of a group's triangles into the z-buffer."""
     device = zbuf.device
     for t0, t1, r0, r1 in _chunk_bounds(setup.num_rows, limits.rows):
-        num_pairs = r1 - r0
-        tri = torch.repeat_interleave(
-            torch.arange(t0, t1, device=device), setup.num_rows[t0:t1], output_size=num_pairs
+        rank = torch.repeat_interleave(
+            torch.arange(t0, t1, device=device), setup.num_rows[t0:t1], output_size=r1 - r0
         )
-        g = setup.pair_table.index_select(0, tri)
-        row = torch.arange(r0, r1, device=device, dtype=torch.float64).add_(g[:, 19])
-        t = torch.addcmul(g[:, 3:6], g[:, 0:3], row[:, None]).div_(g[:, 6:9]).ceil_()
-        lo = torch.add(t, g[:, 9:12]).amax(1).clamp_(min=0.0)
-        hi = t.add_(g[:, 12:15]).amin(1).clamp_(max=float(width - 1))
-        count = hi.sub_(lo).add_(1.0).clamp_(min=0.0).to(torch.int64)
+        g = setup.pair_table.index_select(1, rank)  # (17, pairs)
+        row = torch.arange(r0, r1, device=device, dtype=torch.float64).add_(g[16])
+        t = torch.addcmul(g[4:8], g[0:4], row).div_(g[8:12])
+        lo = torch.maximum(t[0], t[1]).ceil_().clamp_(min=0.0)
+        hi = torch.minimum(t[2], t[3]).ceil_().clamp_(max=float(width))  # exclusive end
+        count = hi.sub_(lo).clamp_(min=0.0).to(torch.int64)
         start = torch.cumsum(count, 0).sub_(count)
-        # Pixel stage table, int64 columns: pixel index - start, start, rank | depth bits, (z_lo, dz/dx).
-        table = torch.empty((num_pairs, 4), dtype=torch.int64, device=device)
-        pbase = torch.add(g[:, 18], row, alpha=width).add_(lo)
-        table[:, 0] = pbase.to(torch.int64).sub_(start)
-        table[:, 1] = start
-        table[:, 2] = tri
-        z_lo = torch.addcmul(g[:, 15], g[:, 16], row).addcmul_(g[:, 17], lo)
-        tf = table.view(torch.float32)
-        tf[:, 6] = z_lo
-        tf[:, 7] = g[:, 17]
-        del g, t, lo, hi, pbase, z_lo, row
-        _scatter_pixels(table, count, zbuf, limits.candidates)
+        pix_minus_start = torch.add(g[15], row, alpha=width).add_(lo).to(torch.int64).sub_(start)
+        z_lo = torch.addcmul(g[12], g[13], row).addcmul_(g[14], lo).to(torch.float32)
+        dzdx = g[14].to(torch.float32)
+        del g, t, lo, hi, row
+        _scatter_pixels(zbuf, count, start, pix_minus_start, z_lo, dzdx, rank, limits.candidates)
 
 
-def _scatter_pixels(table: Tensor, count: Tensor, zbuf: Tensor, limit: int) -> None:
+def _scatter_pixels(
+    zbuf: Tensor, count: Tensor, start: Tensor, pix_minus_start: Tensor, z_lo: Tensor, dzdx: Tensor,
+    rank: Tensor, limit: int,
+) -> None:
+    """Enumerate the covered pixels of (triangle, row) spans, chunk by chunk, and scatter-min their keys."""
     device = zbuf.device
     for p0, p1, c0, c1 in _chunk_bounds(count, limit):
         n = c1 - c0
-        if n == 0:
-            continue
         pair = torch.repeat_interleave(torch.arange(p0, p1, device=device), count[p0:p1], output_size=n)
-        rows = table.index_select(0, pair)  # (n, 4)
-        del pair
         ar = torch.arange(c0, c1, device=device)
-        pix = rows[:, 0] + ar
-        k = ar.sub_(rows[:, 1]).to(torch.float32)
-        rf = rows.view(torch.float32)
-        if _LITTLE_ENDIAN:
-            torch.addcmul(rf[:, 6], rf[:, 7], k, out=rf[:, 5])  # high half of column 2 := depth bits
-            keys = rows[:, 2]
-        else:  # pragma: no cover - no big-endian test machine
-            zbits = torch.addcmul(rf[:, 6], rf[:, 7], k).view(torch.int32).to(torch.int64)
-            keys = (zbits << 32) | rows[:, 2]
-        zbuf.scatter_reduce_(0, pix, keys, "amin")
+        pix = pix_minus_start.index_select(0, pair).add_(ar)
+        offset = ar.sub_(start.index_select(0, pair)).to(torch.float32)
+        z = z_lo.index_select(0, pair).addcmul_(dzdx.index_select(0, pair), offset)
+        key = z.view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
+        key.bitwise_or_(rank.index_select(0, pair))
+        zbuf.scatter_reduce_(0, pix, key, "amin")
 
 
 def _resolve(
@@ -342,23 +330,19 @@ def _resolve(
     rows_per_chunk = max(1, pixel_limit // width)
     zrows = zbuf.view(-1, width)
     depth_rows = depth.view(-1, width)
-    bary_rows = bary.view(-1, width, 3)
+    bary_rows = bary.view(3, -1, width)
     cols = torch.arange(width, device=device, dtype=torch.float32)
     for r0 in range(row0, row1, rows_per_chunk):
         r1 = min(row1, r0 + rows_per_chunk)
         keys = zrows[r0:r1]
         halves = keys.view(torch.int32).view(r1 - r0, width, 2)
-        if _LITTLE_ENDIAN:
-            low, high = halves[..., 0], halves[..., 1]
-        else:  # pragma: no cover
-            low, high = halves[..., 1], halves[..., 0]
-        rows = table.index_select(0, (low + 1).view(-1)).view(r1 - r0, width, len(_RESOLVE_COLUMNS))
-        torch.add(high.view(torch.float32), rows[..., 8], out=depth_rows[r0:r1])
-        keys.copy_(rows[..., 7].view(torch.int32))  # keys become triangle ids (-1 = empty)
+        low, high = (halves[..., 0], halves[..., 1]) if _LITTLE_ENDIAN else (halves[..., 1], halves[..., 0])
+        g = table.index_select(1, (low + 1).view(-1)).view(9, r1 - r0, width)
+        torch.add(high.view(torch.float32), g[_ZSHIFT], out=depth_rows[r0:r1])
+        keys.copy_(g[_TID].view(torch.int32))  # the keys become triangle ids (-1 = empty)
         ys = (torch.arange(r0, r1, device=device) % height).to(torch.float32)[:, None]
-        dxs = torch.sub(cols, rows[..., 0])
-        dys = torch.sub(ys, rows[..., 1])
-        out = bary_rows[r0:r1]
-        b1 = torch.mul(rows[..., 2], dxs, out=out[..., 1]).addcmul_(rows[..., 3], dys)
-        b2 = torch.mul(rows[..., 4], dxs, out=out[..., 2]).addcmul_(rows[..., 5], dys)
-        torch.sub(rows[..., 6], b1, out=out[..., 0]).sub_(b2)
+        dx = torch.sub(cols, g[_X0])
+        dy = torch.sub(ys, g[_Y0])
+        b1 = torch.mul(g[_P1], dx, out=bary_rows[1, r0:r1]).addcmul_(g[_Q1], dy)
+        b2 = torch.mul(g[_P2], dx, out=bary_rows[2, r0:r1]).addcmul_(g[_Q2], dy)
+        torch.sub(g[_SUM], b1, out=bary_rows[0, r0:r1]).sub_(b2)
