@@ -160,17 +160,13 @@ def test_landmarks_outside_the_image_give_empty_maps():
     assert landmark_maps(torch.tensor(pts[None]), 256).sum() == 0
 
 
-@pytest.mark.slow
-def test_batch_of_eight_is_fast_enough():
-    import time
-
+def test_batch_of_eight_matches_single_faces():
     rng = np.random.default_rng(4)
-    batch = torch.tensor(np.stack([_face_like(rng) for _ in range(8)]))
-    landmark_maps(batch, 256)
-    start = time.perf_counter()
-    maps = landmark_maps(batch, 256)
+    faces = np.stack([_face_like(rng) for _ in range(8)])
+    maps = landmark_maps(torch.tensor(faces), 256)
     assert maps.shape == (8, 5, 256, 256)
-    assert time.perf_counter() - start < 5.0  # about 0.1 s on 2 idle cores; generous for loaded machines
+    for i in (0, 5):
+        assert torch.equal(maps[i], landmark_maps(torch.tensor(faces[i : i + 1]), 256)[0])
 
 
 def test_every_curve_is_used_once_in_the_right_order():

@@ -18,11 +18,11 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable (bash scrip
 pytest.importorskip("opendr_face_synth.msg", reason="messages not built (bash scripts/build_msgs.sh .venv)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from opendr_face_synth.msg import SynthFaceArray  # noqa: E402
 from rcl_interfaces.msg import Log, Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from opendr_face_synth.msg import SynthFaceArray  # noqa: E402
 from opendr_face_synth.ros.camera_replay import sample_frame  # noqa: E402
 from opendr_face_synth.ros.image_conversion import array_to_image  # noqa: E402
 from opendr_face_synth.ros.node import FaceSynthNode  # noqa: E402
@@ -142,7 +142,8 @@ def test_astronaut_frame_gives_every_view_with_header_and_angles(io, astronaut_r
         assert view.target.pitch == pytest.approx(face.source_pose.pitch, abs=1e-4)  # seed: pitch kept
         assert view.has_achieved and view.achieved.yaw == pytest.approx(view.requested_yaw, abs=2.0)
         img, mask = view.image, view.mask
-        assert (img.width, img.height, img.encoding, img.step, len(img.data)) == (SIZE, SIZE, "rgb8", 3 * SIZE, 3 * SIZE * SIZE)
+        assert (img.width, img.height, img.encoding, img.step) == (SIZE, SIZE, "rgb8", 3 * SIZE)
+        assert len(img.data) == 3 * SIZE * SIZE
         assert (mask.width, mask.height, mask.encoding, len(mask.data)) == (SIZE, SIZE, "mono8", SIZE * SIZE)
         assert img.header.frame_id == "camera_optical" and img.header.stamp.sec == msg.header.stamp.sec
         pixels = np.frombuffer(img.data, np.uint8).reshape(SIZE, SIZE, 3)
@@ -290,7 +291,8 @@ def _param(name: str, value) -> Parameter:
 
 def _set(ros, name: str, value):
     """What `ros2 param set` does: the node's SetParameters service."""
-    response = ros.call(SetParameters, f"{NODE}/set_parameters", SetParameters.Request(parameters=[_param(name, value)]))
+    request = SetParameters.Request(parameters=[_param(name, value)])
+    response = ros.call(SetParameters, f"{NODE}/set_parameters", request)
     return response.results[0]
 
 
@@ -375,15 +377,19 @@ def test_burst_of_200_frames_at_100_hz(ros, io, node) -> None:
     received = end.frames_received - start.frames_received
     processed = end.frames_processed - start.frames_processed
     dropped = end.dropped_busy - start.dropped_busy
+    never_reached = end.lost_in_transport - start.lost_in_transport  # input queue overwritten (depth 1)
     # 2 s nominal; on 2 busy CPU cores the publisher itself is slower. A subscription that blocked the
     # (reliable) publisher would stretch this to the engine's pace: 200 frames x ~0.3 s.
     assert burst_s < 10.0, f"publishing 200 frames took {burst_s:.1f} s"
-    assert received >= 150, received  # reliable QoS on localhost: nearly all arrive
+    # Every frame is accounted for: processed, dropped while the worker was busy, or dropped before the
+    # callback (sequence gaps); a couple may still be in flight.
+    assert 195 <= received + never_reached <= 200, (received, never_reached)
     assert processed < received and dropped > 0
-    assert received - processed - dropped <= 2  # every frame is either processed, dropped, or in flight
+    assert received - processed - dropped <= 2, (received, processed, dropped)
     assert answers and max(answers) < 2.0, answers
     assert rss_after - rss_before < 300, (rss_before, rss_after)
-    values = _latest_diag(io, key="dropped_frames", minimum=dropped)
-    assert int(values["dropped_busy"]) >= dropped
+    values = _latest_diag(io, key="dropped_frames", minimum=end.dropped_busy + end.lost_in_transport)
+    assert int(values["dropped_busy"]) >= end.dropped_busy
+    assert int(values["dropped_before_callback"]) >= end.lost_in_transport
     out = _send(io, _frame(sample_frame(0, faces=1)))  # still serving
     assert len(out.faces) == 1

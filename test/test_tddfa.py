@@ -122,6 +122,18 @@ def test_regressor_checkpoint_mismatch_names_every_key(tmp_path: Path):
     assert "missing" in text and "unexpected" in text and "mis-shaped" in text
 
 
+def test_checkpoint_with_pickled_objects_needs_trust(tmp_path: Path):
+    import argparse
+
+    write_constant_regressor(tmp_path / "old.pth.tar")
+    ckpt = torch.load(tmp_path / "old.pth.tar", weights_only=True)
+    ckpt["args"] = argparse.Namespace(lr=0.1)  # old training scripts stored their options
+    torch.save(ckpt, tmp_path / "old.pth.tar")
+    with pytest.raises(CheckpointError, match="trust_checkpoint=True"):
+        load_regressor(tmp_path / "old.pth.tar")
+    assert load_regressor(tmp_path / "old.pth.tar", trust_checkpoint=True).widen_factor == 0.25
+
+
 def test_whitening_files_say_their_convention(tmp_path: Path):
     write_whitening(tmp_path / "v1.pkl", np.arange(62.0), np.ones(62), v1=True)
     write_whitening(tmp_path / "v2.pkl", np.arange(62.0), np.ones(62), v1=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fit.mediapipe_mesh import boundary_vertices, five_points
-from .pose import five_point_template, similarity_transform
+from .pose import five_point_template, rotation_camera, similarity_transform
 from .types import FaceFit
 
 LAYER_FACE = 1
@@ -61,6 +61,21 @@ class FaceScene:
     image_size: tuple[int, int]  # (H, W) of the source image
 
 
+def head_frame(fit: FaceFit) -> tuple[np.ndarray, float]:
+    """The head's rotation (camera frame) and the face width (cheek to cheek, source pixels).
+
+    Fitters may provide both in ``params``; otherwise they follow from the pose and from the eye distance
+    (about 0.45 face widths on adult faces).
+    """
+    rot = fit.params.get("rotation")
+    rot = rotation_camera(fit.pose) if rot is None else np.asarray(rot, dtype=np.float64)
+    width = fit.params.get("face_width")
+    if width is None:
+        eyes = five_points(fit.vertices.astype(np.float64), fit.landmark_ids5)[:2]
+        width = float(np.linalg.norm(eyes[1] - eyes[0])) / 0.45
+    return rot, float(width)
+
+
 def field_of_view(fit: FaceFit, output_size: int) -> tuple[np.ndarray, float]:
     """Centre and side (source pixels) of the square the aligned output shows at the source pose."""
     import cv2  # imported here so that rendering prepared scenes (GPU benchmarks) needs no OpenCV
@@ -91,8 +106,7 @@ def build_scene(
     import cv2
 
     height, width = image_rgb.shape[:2]
-    rot = np.asarray(fit.params.get("rotation"), dtype=np.float64)
-    face_width = float(fit.params.get("face_width"))
+    rot, face_width = head_frame(fit)
     centre_xy, side = field_of_view(fit, output_size)
     side *= FIELD_OF_VIEW_MARGIN
     tex_size = int(min(texture_cap, max(64, round(side))))
@@ -113,6 +127,10 @@ def build_scene(
 
     nv = len(face_v)
     mirror = fit.mirror_ids if fit.mirror_ids is not None else np.arange(nv)
+    if fit.params.get("dense") is False:
+        # A 68-landmark mesh (no dense face model) is too coarse for per-triangle mirror look-ups: mirrored
+        # triangles then paste whole features (a second eye) onto the hidden side. Leave those unknown.
+        mirror = np.arange(nv)
     normals = _vertex_normals(face_v, tris)
     mirror_ok = _mirror_coherent(face_v, tris, np.asarray(mirror, np.int64))
     if not with_head:

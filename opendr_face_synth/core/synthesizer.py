@@ -16,6 +16,7 @@ mirror fill, anti-alias, inpaint the unknown -> optional refiner.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,36 @@ class FaceSynthesizer:
                     out[i] = views
         return [v for v in out if v is not None]
 
+    def _seed_flat_render(self, jobs: list[_Job], verts: torch.Tensor, frags, job_of: torch.Tensor,
+                          ss: int) -> torch.Tensor:
+        """The seed's generator input: the face mesh in flat per-triangle colours taken from the aligned
+        source crop at the source pose (seed-spec §6.2, §6.5), drawn at each view's pose on black."""
+        from .refine.seed_render import seed_flat_colors
+
+        dev, size = self.device, self.output_size
+        n_face_v = jobs[0].scene.num_face_vertices
+        n_face_t = jobs[0].scene.num_face_triangles
+        face_tris = torch.from_numpy(jobs[0].scene.triangles[:n_face_t]).to(dev)
+        template = torch.from_numpy(five_point_template(size)).float().to(dev)
+        ids5 = torch.from_numpy(np.asarray(jobs[0].fit.landmark_ids5)).to(dev)
+        src = verts[:, :n_face_v]
+        a0, b0 = _similarity_complex(src[:, ids5, :2].mean(dim=2), template)
+        aligned = torch.cat([_apply_complex(src[..., :2], a0, b0), (src[..., 2] * a0.abs()[:, None])[..., None]], -1)
+        # The aligned source crop, sampled from each face's texture.
+        ys, xs = torch.meshgrid(torch.arange(size, device=dev) + 0.5, torch.arange(size, device=dev) + 0.5,
+                                indexing="ij")
+        pix = torch.complex(xs, ys)[None]
+        src_xy = (pix - b0[:, None, None]) / a0[:, None, None]
+        src_xy = torch.stack([src_xy.real, src_xy.imag], dim=-1).float()
+        textures = torch.from_numpy(np.stack([j.scene.texture for j in jobs])).to(dev).permute(0, 3, 1, 2).float() / 255
+        affine = torch.from_numpy(np.stack([j.scene.texture_from_source for j in jobs])).float().to(dev)
+        crop = _sample_per_job(textures, _to_texture(src_xy, affine), len(jobs), mode="bilinear")
+        colours = seed_flat_colors(aligned, face_tris, crop.permute(0, 3, 1, 2), rasterize=render.rasterize)
+        tri_id = frags.triangle_id
+        on_face = (tri_id >= 0) & (tri_id < n_face_t)
+        flat = colours[job_of[:, None, None], tri_id.clamp(0, n_face_t - 1)] * on_face[..., None]
+        return render.downsample(flat, ss).permute(0, 3, 1, 2).clamp(0.0, 1.0)
+
     def _mark(self, stage: str, since: float) -> float:
         if self.stage_times_ms is None:
             return since
@@ -276,10 +307,10 @@ class FaceSynthesizer:
             # and not much more oblique there than in the target (texels near a turned face's silhouette
             # are stretched, or hold background colours)? If not, is its mirror-symmetric texel?
             n_pix = size * ss * size * ss
-            b = face_pix // n_pix
+            pix_view = face_pix // n_pix
             corner = triangles[tri_id.reshape(-1)[face_pix]]  # (N, 3)
             w = frags.barycentrics.reshape(-1, 3)[face_pix][..., None]  # (N, 3, 1)
-            job = job_of[b]
+            job = job_of[pix_view]
             normals = torch.from_numpy(np.stack([s.source_normals for s in scenes])).to(dev)
 
             def at(values: torch.Tensor) -> torch.Tensor:  # (J, V, C) per-vertex -> (N, C) per-pixel
@@ -291,7 +322,7 @@ class FaceSynthesizer:
             src_facing = -at(normals[..., 2:3])[:, 0]
             m_facing = -(normals[job[:, None], mirror_corner, 2:3] * w).sum(1)[:, 0]
             rot_z = _rodrigues(aa)[:, 2, :]  # third row: depth component of a rotated normal
-            tgt_facing = -(at(normals) * rot_z[b]).sum(-1)
+            tgt_facing = -(at(normals) * rot_z[pix_view]).sum(-1)
             uv_face = uv.reshape(-1, 2)[face_pix]
             aff = tex_affine[job]
             uv_m = torch.einsum("nij,nj->ni", aff[:, :, :2], m_xyz[:, :2]) + aff[:, :, 2]
@@ -340,9 +371,17 @@ class FaceSynthesizer:
 
         if self._refiner is not None:
             source_yaw = torch.tensor([job.fit.pose.yaw for job in jobs], device=dev)[job_of]
+            landmarks68 = None
+            if all(job.fit.landmarks68 is not None for job in jobs):
+                lm = torch.from_numpy(np.stack([job.fit.landmarks68 for job in jobs])).float().to(dev)
+                lm = _rotate_weighted(lm[job_of], torch.ones(lm.shape[:2], device=dev)[job_of], aa, centre)
+                landmarks68 = _apply_complex(lm[..., :2], a, b)
+            flat = None
+            if getattr(self._refiner, "wants_flat_render", False):
+                flat = self._seed_flat_render(jobs, verts, frags, job_of, ss)
             refined = self._refiner.refine(
                 RefineInput(images=image.permute(0, 3, 1, 2), alpha=alpha.permute(0, 3, 1, 2),
-                            landmarks68=None, source_yaw_deg=source_yaw)
+                            landmarks68=landmarks68, source_yaw_deg=source_yaw, flat_images=flat)
             )
             image = refined.permute(0, 2, 3, 1).clamp(0.0, 1.0)
             tick = self._mark("refine", tick)
@@ -392,6 +431,12 @@ class PersonSegmenter:
         self._model.close()
 
 
+def _weights_dirs(config: SynthConfig, what: str) -> list[str]:
+    if not config.weights_dir:
+        raise ConfigError(f"{what} needs weights_dir (--weights-dir): the seed bundle or 3DDFA folders")
+    return [d for d in str(config.weights_dir).split(os.pathsep) if d]
+
+
 def _make_fitter(config: SynthConfig, device: torch.device) -> Fitter:
     if config.fitter == "mediapipe":
         from .fit.mediapipe_fit import MediapipeFitter
@@ -399,8 +444,10 @@ def _make_fitter(config: SynthConfig, device: torch.device) -> Fitter:
         return MediapipeFitter()
     if config.fitter == "3ddfa":
         from .fit.tddfa import TDDFAFitter
+        from .seed_bundle import SeedBundle
 
-        return TDDFAFitter.from_weights_dir(config.weights_dir, device=device)
+        bundle = SeedBundle.locate(*_weights_dirs(config, "the 3ddfa fitter"), need=("fitter",))
+        return TDDFAFitter.from_bundle(bundle, device=device)
     raise ConfigError(f"fitter {config.fitter!r} is not 'mediapipe' or '3ddfa'")
 
 
@@ -409,8 +456,10 @@ def _make_refiner(config: SynthConfig, device: torch.device) -> Refiner | None:
         return None
     if config.refiner == "rotate_and_render":
         from .refine.rotate_and_render import RotateAndRenderRefiner
+        from .seed_bundle import SeedBundle
 
-        return RotateAndRenderRefiner.from_weights_dir(config.weights_dir, device=device)
+        bundle = SeedBundle.locate(*_weights_dirs(config, "the rotate_and_render refiner"), need=("generator",))
+        return RotateAndRenderRefiner.from_bundle(bundle, device=device)
     raise ConfigError(f"refiner {config.refiner!r} is not 'none' or 'rotate_and_render'")
 
 

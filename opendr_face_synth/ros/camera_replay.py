@@ -117,11 +117,17 @@ class CameraReplay(Node):
         p = {name: self.get_parameter(name).value for name in (
             "source", "rate", "loop", "encoding", "width", "height", "sample_faces", "frame_id",
             "publish_compressed", "max_frames")}
-        if p["encoding"] not in ("rgb8", "bgr8", "mono8"):
-            raise ValueError(f"encoding {p['encoding']!r} is not rgb8, bgr8 or mono8")
+        try:
+            if p["encoding"] not in ("rgb8", "bgr8", "mono8"):
+                raise ValueError(f"encoding {p['encoding']!r} is not rgb8, bgr8 or mono8")
+            self._frames = _frames(p["source"], p["width"], p["height"], p["sample_faces"], p["loop"])
+            self._first = next(self._frames, None)  # fail now, with the reason, if the source is unreadable
+            if self._first is None:
+                raise ValueError(f"{p['source']} has no frame")
+        except ValueError:
+            self.destroy_node()
+            raise
         self._params = p
-        self._frames = _frames(p["source"], p["width"], p["height"], p["sample_faces"], p["loop"])
-        self._first = next(self._frames)  # fail now (with the reason) if the source is unreadable
         self._pub = self.create_publisher(Image, "image", 10)
         self._cpub = self.create_publisher(CompressedImage, "image/compressed", 10) if p["publish_compressed"] else None
         self.published = 0

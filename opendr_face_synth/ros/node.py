@@ -37,6 +37,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import SetBool
 
@@ -263,14 +264,28 @@ class FaceSynthNode(Node):
         )
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
-        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+        # Frames that never reach the callback (the input queue overwritten while the executor was busy,
+        # or lost on the network) are counted from gaps in each publisher's sequence numbers where rclpy
+        # passes MessageInfo (Iron and later), else from the middleware's message-lost events (Humble).
+        self._last_sequence: dict[bytes, int] = {}
+        with_info = hasattr(Subscription, "CallbackType")
+        events = None if with_info else SubscriptionEventCallbacks(message_lost=self._on_message_lost)
         self._image_sub = self.create_subscription(
-            Image, "image", self._on_image, qos_in, callback_group=self._input_group, event_callbacks=events
+            Image,
+            "image",
+            self._on_image_info if with_info else self._on_image,
+            qos_in,
+            callback_group=self._input_group,
+            event_callbacks=events,
         )
         self._compressed_sub = None
         if self._values["subscribe_compressed"]:
             self._compressed_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_compressed, qos_in, callback_group=self._input_group
+                CompressedImage,
+                "image/compressed",
+                self._on_compressed_info if with_info else self._on_compressed,
+                qos_in,
+                callback_group=self._input_group,
             )
         from opendr_face_synth.msg import SynthFaceArray
 
@@ -390,6 +405,26 @@ class FaceSynthNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._enqueue(msg, "compressed")
+
+    def _on_image_info(self, msg: Image, info: dict[str, Any]) -> None:
+        self._count_gap(info)
+        self._enqueue(msg, "raw")
+
+    def _on_compressed_info(self, msg: CompressedImage, info: dict[str, Any]) -> None:
+        self._count_gap(info)
+        self._enqueue(msg, "compressed")
+
+    def _count_gap(self, info: dict[str, Any]) -> None:
+        """Frames of this publisher that were sent but never reached the callback."""
+        sequence = info.get("publication_sequence_number")
+        gid = info.get("publisher_gid")
+        if not sequence or gid is None:
+            return
+        key = bytes(gid.get("data", b"")) if isinstance(gid, dict) else bytes(gid)
+        last = self._last_sequence.get(key)
+        self._last_sequence[key] = sequence
+        if last is not None and sequence > last + 1:
+            self._stats.transport_lost(sequence - last - 1)
 
     def _enqueue(self, msg: Any, kind: str) -> None:
         replaced = self._slot.put((msg, kind, time.monotonic(), self.get_clock().now().nanoseconds))

@@ -46,12 +46,13 @@ class RosHarness:
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
         self.probe = Node("test_probe", context=self.context)
         self.executor.add_node(self.probe)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="harness_executor", daemon=True)
         self._thread.start()
         self._lock = threading.Lock()
 
     def _spin(self) -> None:
-        while self.context.ok():
+        while not self._stop.is_set() and self.context.ok():
             self.executor.spin_once(timeout_sec=0.1)
 
     def add_node(self, node: Node) -> None:
@@ -78,7 +79,8 @@ class RosHarness:
         return self.probe.create_publisher(msg_type, topic, depth)
 
     def wait_for_subscribers(self, publisher: Any, count: int = 1, timeout: float = 10.0) -> None:
-        wait_until(lambda: publisher.get_subscription_count() >= count, timeout, f"{count} subscriber(s) on {publisher.topic_name}")
+        what = f"{count} subscriber(s) on {publisher.topic_name}"
+        wait_until(lambda: publisher.get_subscription_count() >= count, timeout, what)
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
         client = self.probe.create_client(srv_type, name)
@@ -92,10 +94,11 @@ class RosHarness:
             self.probe.destroy_client(client)
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
         self.executor.shutdown(timeout_sec=5.0)
         self.probe.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(5.0)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "condition", period: float = 0.02) -> None:
@@ -112,7 +115,8 @@ def diagnostics_values(array: Any, name_contains: str = "face_synth") -> dict[st
     for status in array.status:
         if name_contains in status.name:
             values = {kv.key: kv.value for kv in status.values}
-            values["_level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else status.level)
+            level = status.level
+            values["_level"] = str(int.from_bytes(level, "little") if isinstance(level, bytes) else level)
             values["_message"] = status.message
             return values
     return {}

@@ -10,6 +10,7 @@ image at once on the torch device. Coordinates inside this module are the seed's
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,12 +66,20 @@ def state_dict_report(
     )
 
 
-def torch_load_tensors(path: str | Path) -> dict:
-    """torch.load restricted to tensors and plain containers (no arbitrary pickled code)."""
+def torch_load_tensors(path: str | Path, trust: bool = False) -> dict:
+    """torch.load restricted to tensors and plain containers (no arbitrary pickled code) unless ``trust``."""
     path = Path(path)
     if not path.is_file():
         raise ModelFilesError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if trust:
+        return torch.load(path, map_location="cpu", weights_only=False)  # the caller vouches for the file
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors, so it was not loaded ({err}). "
+            "If you trust this file, load it with trust_checkpoint=True."
+        ) from err
 
 
 # ------------------------------------------------------------------------------------------- network
@@ -126,14 +135,14 @@ class MobileNetV1(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def load_regressor(path: str | Path, device: str | torch.device = "cpu") -> MobileNetV1:
+def load_regressor(path: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> MobileNetV1:
     """Strictly load a 3DDFA v1 or V2 MobileNet checkpoint; the widen factor comes from the shapes.
 
     Both formats are a dict with ``state_dict`` whose keys carry DataParallel's ``module.`` prefix. V2 names the
     62-parameter head ``fc_param`` and also stores an unused 136-output ``fc_lm`` head (V2's own loader drops
     it too); v1 names the head ``fc``.
     """
-    ckpt = torch_load_tensors(path)
+    ckpt = torch_load_tensors(path, trust_checkpoint)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict (or a dict with 'state_dict'), got {type(ckpt).__name__}")
@@ -243,9 +252,10 @@ class TDDFAFitter:
         device: str | torch.device = "cpu",
         two_step: bool = True,
         convention: str | None = None,
+        trust_checkpoint: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.net = load_regressor(regressor, self.device)
+        self.net = load_regressor(regressor, self.device, trust_checkpoint)
         mean, std, detected = load_whitening(whitening)
         self.convention = convention or detected
         self.model = model

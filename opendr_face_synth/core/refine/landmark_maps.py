@@ -103,8 +103,12 @@ def batched_curve_samples(points: np.ndarray, samples: int) -> np.ndarray:
     h = steps[..., None, None]
     m0, m1 = second[:, :-1, None], second[:, 1:, None]
     tt = t[..., None]
-    raw = (pts[:, :-1, None] + (slopes[:, :, None] - h * (2 * m0 + m1) / 6) * tt + m0 / 2 * tt**2
-           + (m1 - m0) / (6 * h) * tt**3).reshape(m, -1, 2)
+    raw = (
+        pts[:, :-1, None]
+        + (slopes[:, :, None] - h * (2 * m0 + m1) / 6) * tt
+        + m0 / 2 * tt**2
+        + (m1 - m0) / (6 * h) * tt**3
+    ).reshape(m, -1, 2)
     arc = np.concatenate([np.zeros((m, 1)), np.cumsum(np.linalg.norm(np.diff(raw, axis=1), axis=2), axis=1)], 1)
     where = arc[:, -1:] * np.linspace(0.0, 1.0, samples)[None]  # (M, samples)
     seg = np.clip((arc[:, None, :] < where[:, :, None]).sum(-1) - 1, 0, arc.shape[1] - 2)  # np.interp's segment

@@ -382,4 +382,4 @@ class RotateAndRenderRefiner:
             out = F.interpolate(out, size=tuple(out_size), mode="bilinear", align_corners=False, antialias=True).clamp(
                 0, 1
             )
-        return out.contiguous()
+        return out.contiguous().to(batch.images.device)

@@ -24,23 +24,39 @@ from .rasterize import Fragments
 __all__ = ["antialias", "coverage", "downsample"]
 
 
-def downsample(image: Tensor, ss: int) -> Tensor:
+def downsample(image: Tensor, ss: int, weights: Tensor | None = None) -> Tensor:
     """Average ``ss`` x ``ss`` blocks of a channels-last ``image`` (B, H*ss, W*ss, C) -> (B, H, W, C).
 
-    Sums strided sub-images in place (about 10x faster on CPU than a reshape-mean) and accepts any strides.
+    With ``weights`` (B, H*ss, W*ss, 1 or C) it averages ``image * weights``. Sums of strided sub-images
+    (~5-10x faster on CPU than a reshape-mean or ``avg_pool2d``); works for any input strides and keeps a
+    planar (channel-major) layout when the input has one, as :func:`interpolate` and ``texture`` return.
     """
     if ss < 1:
         raise ValueError(f"ss must be >= 1, got {ss}")
     if image.dim() != 4 or image.shape[1] % ss or image.shape[2] % ss:
         raise ValueError(f"image must be (B, H*ss, W*ss, C) with ss={ss}, got {tuple(image.shape)}")
-    if ss == 1:
-        return image.clone()
     if not image.is_floating_point():
         image = image.float()
-    out = image[:, 0::ss, 0::ss].clone(memory_format=torch.contiguous_format)
+    if weights is not None:
+        image = image * weights
+    elif ss == 1:
+        return image.clone()
+    if ss == 1:
+        return image
+    if image.shape[-1] > 1 and image.stride(-1) > image.stride(2):
+        # Planar: reduce along x then y on (B, C, H, W) planes, whose rows are contiguous.
+        planes = image.permute(0, 3, 1, 2)
+        half = torch.add(planes[..., 0::ss], planes[..., 1::ss])
+        for dx in range(2, ss):
+            half.add_(planes[..., dx::ss])
+        out = torch.add(half[..., 0::ss, :], half[..., 1::ss, :])
+        for dy in range(2, ss):
+            out.add_(half[..., dy::ss, :])
+        return out.mul_(1.0 / (ss * ss)).permute(0, 2, 3, 1)
+    out = torch.add(image[:, 0::ss, 0::ss], image[:, 0::ss, 1::ss])
     for dy in range(ss):
         for dx in range(ss):
-            if dx or dy:
+            if dy or dx > 1:
                 out.add_(image[:, dy::ss, dx::ss])
     return out.mul_(1.0 / (ss * ss))
 
@@ -60,6 +76,4 @@ def antialias(image: Tensor, fragments: Fragments, ss: int = 2) -> tuple[Tensor,
     mask = coverage(fragments)
     if image.shape[:3] != mask.shape[:3]:
         raise ValueError(f"image {tuple(image.shape)} does not match fragments {tuple(mask.shape)}")
-    colour = downsample(image * mask, ss)
-    alpha = downsample(mask, ss)
-    return colour, alpha
+    return downsample(image, ss, weights=mask), downsample(mask, ss)

@@ -11,7 +11,7 @@ __all__ = ["interpolate"]
 
 # Floats gathered per chunk (corner table and per-pixel values): CPU temporaries stay in cache and below
 # the allocator's mmap threshold; on CUDA fewer, bigger launches.
-_CPU_CHUNK_FLOATS = 1 << 22
+_CPU_CHUNK_FLOATS = 1 << 20
 _CUDA_CHUNK_FLOATS = 1 << 28
 
 
@@ -36,9 +36,9 @@ def interpolate(attributes: Tensor, fragments: Fragments, triangles: Tensor) -> 
     dtype, channels = attributes.dtype, attributes.shape[-1]
     tris = triangles.to(device=device, dtype=torch.int64)
     num_tris = tris.shape[0]
-    out = torch.zeros((channels, batch, height, width), dtype=dtype, device=device)
     if batch * height * width == 0 or channels == 0 or num_tris == 0:
-        return out.permute(1, 2, 3, 0)
+        return torch.zeros((channels, batch, height, width), dtype=dtype, device=device).permute(1, 2, 3, 0)
+    out = torch.empty((channels, batch, height, width), dtype=dtype, device=device)  # every row is written
 
     budget = _CPU_CHUNK_FLOATS if device.type == "cpu" else _CUDA_CHUNK_FLOATS
     per_pixel = 3 * channels

@@ -17,7 +17,7 @@ How it works, and why:
   costs one (triangle, row) pair per covered row.
 * **One scatter-min z-buffer.** A covered pixel makes an int64 key whose high 32 bits are the bit pattern
   of a positive float32 depth (depths are shifted per image to be >= 1; positive floats order like their
-  bit patterns) and whose low 32 bits are the triangle instance's rank (ordered by triangle id). A single
+  bit patterns) and whose low 32 bits are the triangle id. A single
   ``scatter_reduce_(..., 'amin')`` per chunk resolves visibility with integer atomics only: the nearest
   surface wins, equal depths go to the smallest triangle id, identically on every device and chunking.
 * **Bounded memory.** Images are set up in groups (bounded triangle instances), (triangle, row) pairs and
@@ -44,7 +44,7 @@ __all__ = ["Fragments", "rasterize"]
 SUBPIXEL_BITS = 8
 _SUB = float(1 << SUBPIXEL_BITS)
 MAX_COORD = float(1 << 16)  # pixels; keeps every fixed-point product below 2**53 (exact in float64)
-# Empty z-buffer key: high half = bits of float32 +inf (decodes to depth inf), low half = rank -1.
+# Empty z-buffer key: high half = bits of float32 +inf (decodes to depth inf), low half = triangle id -1.
 _EMPTY_KEY = (0x7F800000 << 32) | 0xFFFFFFFF
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -133,33 +133,26 @@ def rasterize(
             setup = _setup(vertices[b0:b1], tris, height, width, cull_backfaces, b0) if num_tris else None
             if setup is not None:
                 _scatter(setup, zbuf, width, limits)
-                table = setup.resolve_table
-            else:
-                table = _empty_column(device)
-            _resolve(zbuf, depth, bary, table, b0 * height, b1 * height, height, width, limits.pixels)
+            _resolve(zbuf, depth, bary, setup, b0, b1, height, width, num_tris, limits.pixels)
     return Fragments(zbuf.view(batch, height, width), bary.permute(1, 2, 3, 0), depth)
 
 
-# Resolve table rows (one column per visible instance, column 0 = empty pixel): snapped corner 0 in
+# Resolve table rows. One column per (image, triangle) of a group, image b's triangle f at column
+# b * (F + 1) + 1 + f; column b * (F + 1) is the image's empty pixel (all zero). Rows: snapped corner 0 in
 # centre-shifted pixel units, barycentric planes b1 = p1*dx + q1*dy and b2 = p2*dx + q2*dy (dx, dy from
-# corner 0), weight sum (1; 0 when empty), triangle id (int32 bits), depth shift of the instance's image.
-_X0, _Y0, _P1, _Q1, _P2, _Q2, _SUM, _TID, _ZSHIFT = range(9)
-
-
-def _empty_column(device: torch.device) -> Tensor:
-    """Resolve-table column of an empty pixel: zero weights, triangle id -1, depth shift 0 (inf stays inf)."""
-    col = torch.zeros((9, 1), dtype=torch.float32, device=device)
-    col.view(torch.int32)[_TID] = -1
-    return col
+# corner 0), weight sum (1; 0 when empty).
+_X0, _Y0, _P1, _Q1, _P2, _Q2, _SUM = range(7)
 
 
 @dataclass
 class _Setup:
-    """Visible (image, triangle) instances of one image group, ranked by (image, triangle id)."""
+    """Visible (image, triangle) instances of one image group, ordered by (image, triangle id)."""
 
     pair_table: Tensor  # (17, T) float64, see _setup
     num_rows: Tensor  # (T,) int64 rows to scan
-    resolve_table: Tensor  # (9, T + 1) float32
+    tid: Tensor  # (T,) int64 triangle id
+    resolve_table: Tensor  # (7, G * (F + 1)) float32
+    zshift: Tensor  # (G,) float32 depth shift per image
 
 
 def _setup(
@@ -193,8 +186,7 @@ def _setup(
     valid &= (col0 <= col1) & (row0 <= row1)
 
     keep = valid.reshape(-1).nonzero().squeeze(1)  # host sync: number of visible instances
-    count = keep.numel()
-    if count == 0:
+    if keep.numel() == 0:
         return None
     image = keep // num_tris  # group-local image index
     tid = keep - image * num_tris
@@ -234,11 +226,11 @@ def _setup(
     # Depths are shifted per image to be >= 1 so that float32 bit patterns order like the depths.
     zmin = torch.full((group,), float("inf"), dtype=torch.float64, device=device)
     zmin.scatter_reduce_(0, image, z.amin(1), "amin")
-    zshift = zmin.index_select(0, image) - 1.0
+    zshift = torch.where(torch.isfinite(zmin), zmin - 1.0, 0.0)
     dz1, dz2 = z[:, 1] - z[:, 0], z[:, 2] - z[:, 0]
     gx = dz1 * p1 + dz2 * p2
     gy = dz1 * q1 + dz2 * q2
-    zc = (z[:, 0] - zshift) - gx * x0 - gy * y0  # shifted depth at pixel centre (0, 0)
+    zc = (z[:, 0] - zshift.index_select(0, image)) - gx * x0 - gy * y0  # shifted depth at pixel centre (0, 0)
 
     num_rows = (row1 - row0 + 1).to(torch.int64)
     row_start = torch.cumsum(num_rows, 0) - num_rows
@@ -250,14 +242,11 @@ def _setup(
         ]
     ).contiguous()
 
-    resolve_table = torch.empty((9, count + 1), dtype=torch.float32, device=device)
-    resolve_table[:, :1] = _empty_column(device)
-    body = resolve_table[:, 1:]
-    for row, value in ((_X0, x0), (_Y0, y0), (_P1, p1), (_Q1, q1), (_P2, p2), (_Q2, q2), (_ZSHIFT, zshift)):
-        body[row] = value
-    body[_SUM] = 1.0
-    body.view(torch.int32)[_TID] = tid.to(torch.int32)
-    return _Setup(pair_table=pair_table, num_rows=num_rows, resolve_table=resolve_table)
+    resolve_table = torch.zeros((7, group * (num_tris + 1)), dtype=torch.float32, device=device)
+    columns = torch.stack([x0, y0, p1, q1, p2, q2, torch.ones_like(x0)]).to(torch.float32)
+    resolve_table.index_copy_(1, keep + image + 1, columns)
+    return _Setup(pair_table=pair_table, num_rows=num_rows, tid=tid, resolve_table=resolve_table,
+                  zshift=zshift.to(torch.float32))
 
 
 def _chunk_bounds(counts: Tensor, limit: int) -> list[tuple[int, int, int, int]]:
@@ -299,13 +288,14 @@ def _scatter(setup: _Setup, zbuf: Tensor, width: int, limits: _Limits) -> None:
         pix_minus_start = torch.add(g[15], row, alpha=width).add_(lo).to(torch.int64).sub_(start)
         z_lo = torch.addcmul(g[12], g[13], row).addcmul_(g[14], lo).to(torch.float32)
         dzdx = g[14].to(torch.float32)
-        del g, t, lo, hi, row
-        _scatter_pixels(zbuf, count, start, pix_minus_start, z_lo, dzdx, rank, limits.candidates)
+        tid = setup.tid.index_select(0, rank)
+        del g, t, lo, hi, row, rank
+        _scatter_pixels(zbuf, count, start, pix_minus_start, z_lo, dzdx, tid, limits.candidates)
 
 
 def _scatter_pixels(
     zbuf: Tensor, count: Tensor, start: Tensor, pix_minus_start: Tensor, z_lo: Tensor, dzdx: Tensor,
-    rank: Tensor, limit: int,
+    tid: Tensor, limit: int,
 ) -> None:
     """Enumerate the covered pixels of (triangle, row) spans, chunk by chunk, and scatter-min their keys."""
     device = zbuf.device
@@ -317,30 +307,38 @@ def _scatter_pixels(
         offset = ar.sub_(start.index_select(0, pair)).to(torch.float32)
         z = z_lo.index_select(0, pair).addcmul_(dzdx.index_select(0, pair), offset)
         key = z.view(torch.int32).to(torch.int64).bitwise_left_shift_(32)
-        key.bitwise_or_(rank.index_select(0, pair))
+        key.bitwise_or_(tid.index_select(0, pair))
         zbuf.scatter_reduce_(0, pix, key, "amin")
 
 
 def _resolve(
-    zbuf: Tensor, depth: Tensor, bary: Tensor, table: Tensor, row0: int, row1: int, height: int, width: int,
-    pixel_limit: int,
+    zbuf: Tensor, depth: Tensor, bary: Tensor, setup: _Setup | None, first_image: int, last_image: int,
+    height: int, width: int, num_tris: int, pixel_limit: int,
 ) -> None:
-    """Turn the z-buffer keys of image rows [row0, row1) (of B*H) into ids, depths and barycentrics."""
+    """Turn the z-buffer keys of a group's images into triangle ids, depths and barycentrics."""
     device = zbuf.device
     rows_per_chunk = max(1, pixel_limit // width)
     zrows = zbuf.view(-1, width)
     depth_rows = depth.view(-1, width)
     bary_rows = bary.view(3, -1, width)
+    if setup is None:  # nothing visible: the keys are all empty
+        zrows[first_image * height:last_image * height] = -1
+        depth_rows[first_image * height:last_image * height] = float("inf")
+        bary_rows[:, first_image * height:last_image * height] = 0.0
+        return
     cols = torch.arange(width, device=device, dtype=torch.float32)
-    for r0 in range(row0, row1, rows_per_chunk):
-        r1 = min(row1, r0 + rows_per_chunk)
+    for r0 in range(first_image * height, last_image * height, rows_per_chunk):
+        r1 = min(last_image * height, r0 + rows_per_chunk)
+        row = torch.arange(r0, r1, device=device)
+        image = row.div(height, rounding_mode="floor").sub_(first_image)
+        ys = row.sub_(image * height).sub_(first_image * height).to(torch.float32)[:, None]
         keys = zrows[r0:r1]
         halves = keys.view(torch.int32).view(r1 - r0, width, 2)
         low, high = (halves[..., 0], halves[..., 1]) if _LITTLE_ENDIAN else (halves[..., 1], halves[..., 0])
-        g = table.index_select(1, (low + 1).view(-1)).view(9, r1 - r0, width)
-        torch.add(high.view(torch.float32), g[_ZSHIFT], out=depth_rows[r0:r1])
-        keys.copy_(g[_TID].view(torch.int32))  # the keys become triangle ids (-1 = empty)
-        ys = (torch.arange(r0, r1, device=device) % height).to(torch.float32)[:, None]
+        torch.add(high.view(torch.float32), setup.zshift.index_select(0, image)[:, None], out=depth_rows[r0:r1])
+        index = low + image.mul_(num_tris + 1).add_(1)[:, None]  # empty (-1) -> the image's zero column
+        g = setup.resolve_table.index_select(1, index.view(-1)).view(7, r1 - r0, width)
+        keys.bitwise_left_shift_(32).bitwise_right_shift_(32)  # sign-extend the low half: triangle id or -1
         dx = torch.sub(cols, g[_X0])
         dy = torch.sub(ys, g[_Y0])
         b1 = torch.mul(g[_P1], dx, out=bary_rows[1, r0:r1]).addcmul_(g[_Q1], dy)
