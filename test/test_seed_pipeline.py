@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from core_helpers import load_rgb
+
 from opendr_face_synth.core.config import ConfigError, SynthConfig
 from opendr_face_synth.core.refine.rotate_and_render import RotateSPADEGenerator
 from opendr_face_synth.core.synthesizer import FaceSynthesizer
@@ -33,7 +33,8 @@ def generator_dir(tmp_path_factory):
 
 
 def _weights(shared_dir, *extra) -> str:
-    return os.pathsep.join([str(shared_dir / "weights/3ddfa_v2"), str(shared_dir / "weights/3ddfa_v1"), *map(str, extra)])
+    folders = [shared_dir / "weights/3ddfa_v2", shared_dir / "weights/3ddfa_v1", *extra]
+    return os.pathsep.join(str(f) for f in folders)
 
 
 def test_3ddfa_fitter_drives_the_engine(shared_dir, astronaut_rgb):
