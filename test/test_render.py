@@ -266,8 +266,8 @@ def test_chunking_gives_identical_results():
     verts, tris = _random_scene(5, 70, 64, seed=2)
     whole = rasterize(verts, tris, 64, 64)
     assert (whole.triangle_id >= 0).float().mean() > 0.5
-    for kwargs in ({"max_candidates": 64}, {"max_rows": 1}, {"max_triangles": 70},
-                   {"max_candidates": 100, "max_rows": 70, "max_triangles": 1}):
+    for kwargs in ({"max_candidates": 700}, {"max_rows": 1}, {"max_triangles": 70},
+                   {"max_candidates": 2000, "max_rows": 100, "max_triangles": 1}):
         _assert_same(whole, rasterize(verts, tris, 64, 64, **kwargs))
 
 

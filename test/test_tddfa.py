@@ -33,6 +33,7 @@ from opendr_face_synth.core.fit.tddfa import (
     roi_from_box,
     roi_from_landmarks,
 )
+from opendr_face_synth.core.pose import angles_from_rotation_seed, rotation_seed
 from opendr_face_synth.core.seed_bundle import BundleError, SeedBundle
 from opendr_face_synth.core.types import FaceDetection, FaceFit
 
@@ -90,8 +91,9 @@ def test_batched_crop_matches_seed_crop_and_opencv_resize():
 
 def test_seed_angles_invert_seed_rotation_and_pose_from_params():
     for angles in [(30, 10, -5), (-45, -20, 12), (0, 0, 0), (80, 5, 3)]:
-        rot = bfm_mod.seed_rotation(*np.radians(angles))
-        np.testing.assert_allclose(np.degrees(bfm_mod.seed_angles(rot)), angles, atol=1e-9)
+        rot = rotation_seed(*angles)
+        got = angles_from_rotation_seed(rot)
+        np.testing.assert_allclose([got.yaw, got.pitch, got.roll], angles, atol=1e-9)
         pose = bfm_mod.pose_from_params(params_for_pose(*angles))
         np.testing.assert_allclose([pose.yaw, pose.pitch, pose.roll], angles, atol=1e-6)
 

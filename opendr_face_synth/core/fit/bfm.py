@@ -17,7 +17,6 @@ z = depth away from the camera). Angles follow the seed convention (seed-spec §
 
 from __future__ import annotations
 
-import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay, cKDTree
 
+from ..pose import angles_from_rotation_seed
 from ..types import HeadPose
 
 CROP_SIZE = 120  # 3DDFA's network input side (seed-spec §3.1)
@@ -368,35 +368,6 @@ def crop_to_camera(
 
 
 # ---------------------------------------------------------------------------------------------- pose
-def seed_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Rz(roll) Ry(yaw) Rx(pitch) in the model frame (seed-spec §5); angles in radians."""
-    cy, sy, cp, sp, cr, sr = (
-        math.cos(yaw),
-        math.sin(yaw),
-        math.cos(pitch),
-        math.sin(pitch),
-        math.cos(roll),
-        math.sin(roll),
-    )
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def seed_angles(rot: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) radians from a model-frame rotation, the seed's decomposition (§5)."""
-    r20 = float(np.clip(rot[2, 0], -1.0, 1.0))
-    if abs(r20) < 1.0:
-        yaw = -math.asin(r20)
-        cy = math.cos(yaw)
-        return yaw, math.atan2(rot[2, 1] / cy, rot[2, 2] / cy), math.atan2(rot[1, 0] / cy, rot[0, 0] / cy)
-    # Gimbal lock: roll is not observable; the seed puts the remaining angle into pitch.
-    if r20 < 0:
-        return math.pi / 2, math.atan2(rot[0, 1], rot[0, 2]), 0.0
-    return -math.pi / 2, math.atan2(-rot[0, 1], -rot[0, 2]), 0.0
-
-
 def rotation_from_params(params: np.ndarray) -> tuple[np.ndarray, float]:
     """Rotation (rows r1, r2, r1 x r2 of the normalised A; third row of A ignored) and scale (§5)."""
     a = np.asarray(params, dtype=np.float64)[:12].reshape(3, 4)[:, :3]
@@ -408,4 +379,4 @@ def rotation_from_params(params: np.ndarray) -> tuple[np.ndarray, float]:
 def pose_from_params(params: np.ndarray) -> HeadPose:
     """Head pose in degrees, seed convention: yaw > 0 = nose toward image-right, pitch > 0 = head down."""
     rot, _ = rotation_from_params(params)
-    return HeadPose(*(math.degrees(a) for a in seed_angles(rot)))
+    return angles_from_rotation_seed(rot)
