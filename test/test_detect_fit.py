@@ -52,8 +52,14 @@ def test_astronaut_one_frontal_face(detector, fitter, astronaut):
     # Five points: image-left eye left of image-right eye, nose between, mouth below.
     le, re, nose, lm, rm = fit.landmarks5
     assert le[0] < nose[0] < re[0] and lm[0] < rm[0] and nose[1] < lm[1]
-    # Mirror map is an involution on most vertices and maps image-left eye to image-right eye.
-    assert np.mean(fit.mirror_ids[fit.mirror_ids] == np.arange(478)) > 0.8
+    # Mirror map: an involution that swaps the two sides and fixes the mid-line.
+    m = fit.mirror_ids
+    assert np.array_equal(m[m], np.arange(478))
+    assert (m[33], m[61], m[234], m[468]) == (263, 291, 454, 473)
+    assert m[1] == 1 and m[152] == 152 and m[10] == 10
+    # It is a geometric mirror on this (frontal) face: pairs sit symmetric about the nose-chin line.
+    local = (fit.vertices - fit.head_centre) @ fit.params["rotation"]
+    assert np.median(np.abs(local[:, 0] + local[m, 0])) < 0.03 * fit.params["face_width"]
     # Head centre lies behind the face surface.
     assert fit.head_centre[2] > fit.vertices[:, 2].max()
 

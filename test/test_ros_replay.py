@@ -82,7 +82,8 @@ def test_video_file_and_max_frames(ros, tmp_path: Path) -> None:
     for i in range(5):
         writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
     writer.release()
-    frames = _run(ros, {"source": str(path), "rate": 50.0, "loop": False, "max_frames": 3}, 3)
+    params = {"source": str(path), "rate": 50.0, "loop": False, "max_frames": 3, "wait_for_subscribers": 1}
+    frames = _run(ros, params, 3)
     time.sleep(0.3)
     assert len(frames) == 3 and (frames[0].width, frames[0].height) == (64, 48)
     levels = [int(image_to_rgb(m).mean()) for m in frames]

@@ -35,9 +35,10 @@ HEAD_SEMI_AXES = np.array([0.58, 0.85, 0.70])
 HEAD_CENTRE_OFFSET = np.array([0.0, -0.20, 0.0])
 # The neck turns less than the head: the weight falls from 1 at the chin to 0 this far below it.
 NECK_TAPER = 0.6
+HEAD_REACH = (1.6, 1.35)  # hair counts as head within these multiples of the ellipsoid's semi-axes
 BACKGROUND_DEPTH = 3.0  # background plane, face widths behind the head centre
 GRID_CELLS = 64  # grid resolution of the head proxy / background mesh
-FIELD_OF_VIEW_MARGIN = 1.35  # the grid covers the output's field of view at source pose, enlarged
+FIELD_OF_VIEW_MARGIN = 1.7  # the grid covers the output's field of view at source pose, enlarged
 
 
 @dataclass
@@ -160,12 +161,17 @@ def build_scene(
     ell_depth, inside_ell = _ellipsoid_front_depth(grid_src, centre, rot, axes)
 
     # Head frame coordinates of grid points (at the centre's depth) for the neck taper.
-    local_y = (np.column_stack([grid_src, np.full(len(grid_src), centre[2])]) - centre) @ rot[:, 1]
+    local = (np.column_stack([grid_src, np.full(len(grid_src), centre[2])]) - centre) @ rot
+    local_x, local_y = local[:, 0], local[:, 1]
     chin_y = float(((face_v - centre) @ rot[:, 1]).max())
     neck_w = np.clip(1.0 - (local_y - chin_y) / (NECK_TAPER * face_width), 0.0, 1.0)
 
     on_face = np.isfinite(face_depth_at)
-    is_person = person_at > 0.5
+    # Only the person around this face turns: the head (hair included) within a generous ellipse, and the
+    # neck below the chin. Other people and the body stay with the background.
+    near_head = (local_x / (HEAD_REACH[0] * axes[0])) ** 2 + (local_y / (HEAD_REACH[1] * axes[1])) ** 2 <= 1.0
+    neck = (local_y > chin_y - 0.2 * face_width) & (np.abs(local_x) < axes[0])
+    is_person = (person_at > 0.5) & (near_head | neck)
     depth = np.full(len(grid_src), centre[2] + BACKGROUND_DEPTH * face_width)
     weight = np.zeros(len(grid_src))
     head = is_person & ~on_face

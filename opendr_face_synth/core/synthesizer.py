@@ -105,6 +105,9 @@ class FaceSynthesizer:
             self._segmenter = PersonSegmenter()
         default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
+        self.supersampling = int(config.extra.get("supersampling", SUPERSAMPLING))
+        if self.supersampling not in (1, 2, 3, 4):
+            raise ConfigError(f"supersampling {self.supersampling} is not 1, 2, 3 or 4")
         # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
         # so it is for benchmarks only.
         self.stage_times_ms: dict[str, float] | None = None
@@ -181,7 +184,7 @@ class FaceSynthesizer:
         if not jobs:
             return []
         n_views = len(self.view_requests)
-        pass_pixels = (self.output_size * SUPERSAMPLING) ** 2 * n_views
+        pass_pixels = (self.output_size * self.supersampling) ** 2 * n_views
         per_pass = max(1, self.max_pixels_per_pass // pass_pixels)
         out: list[list[View] | None] = [None] * len(jobs)
         groups: dict[tuple, list[int]] = {}
@@ -239,7 +242,7 @@ class FaceSynthesizer:
         dev = self.device
         tick = time.perf_counter()
         size = self.output_size
-        ss = SUPERSAMPLING
+        ss = self.supersampling
         n_jobs, n_views = len(jobs), len(self.view_requests)
         batch = n_jobs * n_views
         scenes = [j.scene for j in jobs]
@@ -391,7 +394,8 @@ class FaceSynthesizer:
         flags |= (layer == LAYER_HEAD).to(torch.uint8) * FLAG_HEAD
         flags |= (layer == LAYER_BACKGROUND).to(torch.uint8) * FLAG_BACKGROUND
         flags |= (use_mirror & known).to(torch.uint8) * FLAG_MIRROR
-        flags |= (covered & ~known).to(torch.uint8) * FLAG_INPAINTED
+        filled = ~known if self.config.background == "scene" else covered & ~known
+        flags |= filled.to(torch.uint8) * FLAG_INPAINTED
         flags = _or_pool(flags, ss)
 
         image_u8 = (image * 255.0 + 0.5).to(torch.uint8).cpu().numpy()

@@ -114,9 +114,12 @@ class CameraReplay(Node):
         self.declare_parameter("frame_id", "camera", d(description="header.frame_id"))
         self.declare_parameter("publish_compressed", False, d(description="also publish image/compressed (JPEG)"))
         self.declare_parameter("max_frames", 0, d(description="stop publishing after this many frames (0: never)"))
+        self.declare_parameter(
+            "wait_for_subscribers", 0, d(description="start once this many subscribers are connected (0: at once)")
+        )
         p = {name: self.get_parameter(name).value for name in (
             "source", "rate", "loop", "encoding", "width", "height", "sample_faces", "frame_id",
-            "publish_compressed", "max_frames")}
+            "publish_compressed", "max_frames", "wait_for_subscribers")}
         try:
             if p["encoding"] not in ("rgb8", "bgr8", "mono8"):
                 raise ValueError(f"encoding {p['encoding']!r} is not rgb8, bgr8 or mono8")
@@ -138,6 +141,8 @@ class CameraReplay(Node):
         )
 
     def _tick(self) -> None:
+        if self.published == 0 and self._pub.get_subscription_count() < self._params["wait_for_subscribers"]:
+            return
         limit = self._params["max_frames"]
         if limit and self.published >= limit:
             self._timer.cancel()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -47,19 +48,26 @@ class RosHarness:
         self.probe = Node("test_probe", context=self.context)
         self.executor.add_node(self.probe)
         self._stop = threading.Event()
+        self.errors: list[str] = []
         self._thread = threading.Thread(target=self._spin, name="harness_executor", daemon=True)
         self._thread.start()
         self._lock = threading.Lock()
 
     def _spin(self) -> None:
         while not self._stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.1)
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle as err:
+                # A callback of a node that a test just destroyed; keep serving the others.
+                self.errors.append(f"{type(err).__name__}: {err}")
 
     def add_node(self, node: Node) -> None:
         self.executor.add_node(node)
 
-    def remove_node(self, node: Node) -> None:
+    def remove_node(self, node: Node, grace_s: float = 0.2) -> None:
+        """Take ``node`` off the executor and give callbacks already running time to finish."""
         self.executor.remove_node(node)
+        time.sleep(grace_s)
 
     def collect(self, msg_type: Any, topic: str, depth: int = 100, reliable: bool = True) -> tuple[list[Any], Any]:
         """Subscribe and append every message to a list; returns (list, subscription)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..pose import head_axes, pose_from_rotation_camera
 from ..types import FaceDetection, FaceFit
 from . import mediapipe_mesh as mm
 from .base import FitError
+from .mediapipe_mirror import MIRROR_IDS
 
 # FaceMesh runs on a square crop around each detection: the margin keeps the whole face (chin, forehead)
 # inside, and the fixed crop size keeps landmark precision independent of the source resolution.
@@ -39,6 +39,9 @@ class MediapipeFitter:
         )
         self._triangles = mm.face_mesh_triangles()
         self._ids5 = mm.landmark_ids5()
+        # A fixed table: matching a turned face's (inaccurate) far side to its near side per photo is not
+        # reliable, and the mesh topology is the same for every face.
+        self._mirror_ids = np.asarray(MIRROR_IDS, dtype=np.int64)
 
     def fit(self, image_rgb: np.ndarray, detections: list[FaceDetection]) -> list[FaceFit | FitError]:
         return [self._fit_one(image_rgb, det) for det in detections]
@@ -75,10 +78,6 @@ class MediapipeFitter:
         pose = pose_from_rotation_camera(rot)
         face_width = float(np.linalg.norm(v[mm.CHEEK_EDGES[1]] - v[mm.CHEEK_EDGES[0]]))
         head_centre = v[list(mm.CHEEK_EDGES)].mean(axis=0) + rot[:, 2] * HEAD_CENTRE_BEHIND * face_width
-        # Mirror-symmetric vertex of each vertex: reflect the frontalised mesh about its mid-plane.
-        local = (v - head_centre) @ rot
-        mirrored = local * np.array([-1.0, 1.0, 1.0])
-        _, mirror_ids = cKDTree(local).query(mirrored)
         return FaceFit(
             vertices=vertices,
             triangles=self._triangles,
@@ -86,7 +85,7 @@ class MediapipeFitter:
             landmarks5=mm.five_points(v, self._ids5)[:, :2].astype(np.float32),
             landmark_ids5=self._ids5,
             head_centre=head_centre.astype(np.float32),
-            mirror_ids=np.asarray(mirror_ids, dtype=np.int64),
+            mirror_ids=self._mirror_ids,
             params={"rotation": rot, "face_width": face_width, "rim_ids": np.array(mm.FACE_OVAL)},
         )
 

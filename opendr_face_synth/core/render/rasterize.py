@@ -148,103 +148,125 @@ _X0, _Y0, _P1, _Q1, _P2, _Q2, _SUM = range(7)
 class _Setup:
     """Visible (image, triangle) instances of one image group, ordered by (image, triangle id)."""
 
-    pair_table: Tensor  # (17, T) float64, see _setup
+    pair_table: Tensor  # (17, T) float64, rows _U..._ROW_SHIFT: per-instance constants of the row scan
     num_rows: Tensor  # (T,) int64 rows to scan
     tid: Tensor  # (T,) int64 triangle id
-    resolve_table: Tensor  # (7, G * (F + 1)) float32
+    resolve_table: Tensor  # (7, G * (F + 1)) float32, see _X0...
     zshift: Tensor  # (G,) float32 depth shift per image
+
+
+# Pair-table rows: edges (left, left, right, right) of the row scan: u, w, -alpha (4 rows each); shifted
+# depth at pixel (0, 0) and its gradient; first pixel index of the image; first row minus row offset.
+_U, _W, _NEG_ALPHA = 0, 4, 8
+_ZC, _GY, _GX, _BASE, _ROW_SHIFT = range(12, 17)
 
 
 def _setup(
     verts: Tensor, tris: Tensor, height: int, width: int, cull: bool, first_image: int
 ) -> _Setup | None:
-    """Snap, validate, bound and orient every (image, triangle) of a group; keep the visible ones."""
-    group, num_tris = verts.shape[0], tris.shape[0]
-    device = verts.device
-    corners = verts[:, tris].to(torch.float64)  # (G, F, 3 corners, 3)
-    finite = torch.isfinite(corners).all(-1).all(-1)
-    finite &= (corners[..., :2].abs() <= MAX_COORD).all(-1).all(-1)
-    # Fixed point, shifted so that pixel centre (i, j) sits at (SUB * j, SUB * i).
-    fx = torch.round((corners[..., 0] - 0.5) * _SUB)
-    fy = torch.round((corners[..., 1] - 0.5) * _SUB)
-    fx = torch.where(finite[..., None], fx, 0.0)
-    fy = torch.where(finite[..., None], fy, 0.0)
-    area2 = (fx[..., 1] - fx[..., 0]) * (fy[..., 2] - fy[..., 0]) - (fy[..., 1] - fy[..., 0]) * (
-        fx[..., 2] - fx[..., 0]
-    )  # twice the signed area (fixed-point units); > 0: clockwise on screen = back-facing
-    valid = finite & ((area2 < 0) if cull else (area2 != 0))
-    col0 = torch.ceil(fx.amin(-1) / _SUB).clamp_(min=0)
-    col1 = torch.floor(fx.amax(-1) / _SUB).clamp_(max=width - 1)
-    ymin, ymax = fy.amin(-1), fy.amax(-1)
-    row0 = torch.ceil(ymin / _SUB)
-    row1 = torch.floor(ymax / _SUB)
-    # A horizontal bottom edge excludes its own row (top-left rule); all other edges are handled per row.
-    flat_bottom = (fy == ymax[..., None]).sum(-1) >= 2
-    row1 -= (flat_bottom & (row1 * _SUB == ymax)).to(row1.dtype)
-    row0.clamp_(min=0)
-    row1.clamp_(max=height - 1)
-    valid &= (col0 <= col1) & (row0 <= row1)
+    """Snap, validate, bound and orient every (image, triangle) of a group; keep the visible ones.
 
-    keep = valid.reshape(-1).nonzero().squeeze(1)  # host sync: number of visible instances
+    Works on flat structure-of-arrays (1-D gathers and element-wise ops are PyTorch's fast paths) and
+    compacts to the visible instances as early as possible.
+    """
+    group, num_verts = verts.shape[:2]
+    num_tris = tris.shape[0]
+    device = verts.device
+    v = verts.to(torch.float64)
+    x, y = v[..., 0], v[..., 1]
+    # Fixed point, shifted so that pixel centre (i, j) sits at (SUB * j, SUB * i); NaN marks bad vertices,
+    # which makes every test below fail for their triangles.
+    fxv = torch.round((x - 0.5) * _SUB)
+    fyv = torch.round((y - 0.5) * _SUB)
+    bad = ~torch.isfinite(v).all(-1) | (x.abs() > MAX_COORD) | (y.abs() > MAX_COORD)
+    fxv.masked_fill_(bad, float("nan"))
+    fxv, fyv, zv = fxv.view(-1), fyv.view(-1), v[..., 2].reshape(-1)
+    offsets = (torch.arange(group, device=device) * num_verts)[:, None]
+    vid = [(tris[:, k][None] + offsets).view(-1) for k in range(3)]  # (G * F,) flat vertex ids per corner
+    x0, x1, x2 = (fxv.index_select(0, i) for i in vid)
+    y0, y1, y2 = (fyv.index_select(0, i) for i in vid)
+    area2 = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)  # > 0: clockwise on screen = back-facing
+    valid = (area2 < 0) if cull else (area2.abs() > 0)  # NaN fails both
+    inv = 1.0 / _SUB
+    col0 = torch.minimum(torch.minimum(x0, x1), x2).mul_(inv).ceil_().clamp_(min=0)
+    col1 = torch.maximum(torch.maximum(x0, x1), x2).mul_(inv).floor_().clamp_(max=width - 1)
+    valid &= col0 <= col1
+    row0 = torch.minimum(torch.minimum(y0, y1), y2).mul_(inv).ceil_().clamp_(min=0)
+    ymax = torch.maximum(torch.maximum(y0, y1), y2)
+    row1 = (ymax * inv).floor_()
+    valid &= row0 <= row1.clamp(max=height - 1)
+    keep = valid.nonzero().squeeze(1)  # host sync: the number of visible instances
     if keep.numel() == 0:
         return None
-    image = keep // num_tris  # group-local image index
+    image = keep.div(num_tris, rounding_mode="floor")  # group-local image index
     tid = keep - image * num_tris
-
-    def take(t: Tensor) -> Tensor:
-        return t.reshape(group * num_tris, *t.shape[2:]).index_select(0, keep)
-
-    fx, fy, z = take(fx), take(fy), take(corners[..., 2])
-    area2, row0, row1 = take(area2), take(row0), take(row1)
-    sign = torch.sign(area2)[:, None]
+    x0, x1, x2, y0, y1, y2, area2, row0, row1, ymax = (
+        t.index_select(0, keep) for t in (x0, x1, x2, y0, y1, y2, area2, row0, row1, ymax)
+    )
+    # A horizontal bottom edge excludes its own row (top-left rule); all other edges are handled per row.
+    flat_bottom = ((y0 == ymax).to(torch.int8) + (y1 == ymax) + (y2 == ymax) >= 2) & (row1 * _SUB == ymax)
+    row1 = row1.sub_(flat_bottom.to(row1.dtype)).clamp_(max=height - 1)
+    num_rows = (row1 - row0 + 1).clamp_(min=0).to(torch.int64)
+    count = keep.numel()
 
     # Edge k runs from corner k to corner k+1; oriented positive inside, its edge function at pixel centre
     # (j, i) is alpha*j + u*i + w. These are exact integers in float64, equal up to sign for the two
     # triangles sharing the edge: that is what makes shared edges and vertices watertight.
-    dx = (fx.roll(-1, dims=1) - fx) * sign
-    dy = (fy.roll(-1, dims=1) - fy) * sign
+    sign = torch.sign(area2)
+    xs, ys = torch.stack([x0, x1, x2]), torch.stack([y0, y1, y2])  # (3, T)
+    dx = (xs.roll(-1, dims=0) - xs).mul_(sign)
+    dy = (ys.roll(-1, dims=0) - ys).mul_(sign)
     neg_alpha = dy * _SUB
     u = dx * _SUB
-    w = dy * fx - dx * fy
+    w = dy * xs - dx * ys
     # On row i an edge bounds the span at t = (u*i + w) / -alpha: a left edge (alpha > 0) from below,
     # j >= ceil(t) (ties included); a right edge (alpha < 0) from above, j <= ceil(t) - 1 (ties excluded).
-    # Every triangle has one or two edges of each kind; list them as (left, left, right, right), repeating
-    # an edge when there is only one, so that rows need no masking. Horizontal edges are left out.
-    kind = torch.where(neg_alpha < 0, 0, torch.where(neg_alpha > 0, 2, 1))
-    kind_sorted, order = torch.sort(kind, dim=1, stable=True)
-    left2 = torch.where(kind_sorted[:, 1] == 0, order[:, 1], order[:, 0])
-    right1 = torch.where(kind_sorted[:, 1] == 2, order[:, 1], order[:, 2])
-    sel = torch.stack([order[:, 0], left2, right1, order[:, 2]], dim=1)
+    # Every triangle has one or two edges of each kind; take (first left, last left, first right, last
+    # right), which repeats an edge when there is only one, so that rows need no masking. Horizontal
+    # edges are left out (the row range handles them).
+    not_left = (neg_alpha >= 0).to(torch.int64)
+    not_right = (neg_alpha <= 0).to(torch.int64)
+    sel = torch.stack([
+        not_left[0] * (1 + not_left[1]),  # first left edge: 0 if edge 0 is left, else 1 if edge 1, else 2
+        2 - not_left[2] * (1 + not_left[1]),  # last left edge
+        not_right[0] * (1 + not_right[1]),
+        2 - not_right[2] * (1 + not_right[1]),
+    ])
+    flat_sel = sel.mul_(count).add_(torch.arange(count, device=device)).view(-1)  # into (3, T) flattened
+    pair_table = torch.empty((17, count), dtype=torch.float64, device=device)
+    for row, values in ((_U, u), (_W, w), (_NEG_ALPHA, neg_alpha)):
+        torch.index_select(values.view(-1), 0, flat_sel, out=pair_table[row:row + 4].view(-1))
 
     # Depth plane and barycentric planes in pixel units relative to corner 0 (snapped positions).
-    x0, y0 = fx[:, 0] / _SUB, fy[:, 0] / _SUB
-    area_px = area2 / (_SUB * _SUB)
-    e1x, e1y = (fx[:, 1] - fx[:, 0]) / _SUB, (fy[:, 1] - fy[:, 0]) / _SUB
-    e2x, e2y = (fx[:, 2] - fx[:, 0]) / _SUB, (fy[:, 2] - fy[:, 0]) / _SUB
-    p1, q1 = e2y / area_px, -e2x / area_px
-    p2, q2 = -e1y / area_px, e1x / area_px
+    px0, py0 = x0 * inv, y0 * inv
+    area_px = area2 * (inv * inv)
+    e1x, e1y = (x1 - x0).mul_(inv), (y1 - y0).mul_(inv)
+    e2x, e2y = (x2 - x0).mul_(inv), (y2 - y0).mul_(inv)
+    p1, q1 = e2y / area_px, e2x.neg_().div_(area_px)
+    p2, q2 = e1y.neg_().div_(area_px), e1x / area_px
+    flat_vid = image * num_verts
+    z0, z1, z2 = (zv.index_select(0, tris[:, k].index_select(0, tid) + flat_vid) for k in range(3))
     # Depths are shifted per image to be >= 1 so that float32 bit patterns order like the depths.
     zmin = torch.full((group,), float("inf"), dtype=torch.float64, device=device)
-    zmin.scatter_reduce_(0, image, z.amin(1), "amin")
+    zmin.scatter_reduce_(0, image, torch.minimum(torch.minimum(z0, z1), z2), "amin")
     zshift = torch.where(torch.isfinite(zmin), zmin - 1.0, 0.0)
-    dz1, dz2 = z[:, 1] - z[:, 0], z[:, 2] - z[:, 0]
-    gx = dz1 * p1 + dz2 * p2
-    gy = dz1 * q1 + dz2 * q2
-    zc = (z[:, 0] - zshift.index_select(0, image)) - gx * x0 - gy * y0  # shifted depth at pixel centre (0, 0)
+    dz1, dz2 = z1.sub_(z0), z2.sub_(z0)
+    gx = torch.mul(dz1, p1, out=pair_table[_GX]).addcmul_(dz2, p2)
+    gy = torch.mul(dz1, q1, out=pair_table[_GY]).addcmul_(dz2, q2)
+    # shifted depth at pixel centre (0, 0)
+    torch.sub(z0, zshift.index_select(0, image), out=pair_table[_ZC]).sub_(gx * px0).sub_(gy * py0)
+    torch.mul(image + first_image, float(height * width), out=pair_table[_BASE])
+    row_start = torch.cumsum(num_rows, 0).sub_(num_rows)
+    torch.sub(row0, row_start.to(torch.float64), out=pair_table[_ROW_SHIFT])
 
-    num_rows = (row1 - row0 + 1).to(torch.int64)
-    row_start = torch.cumsum(num_rows, 0) - num_rows
-    base = ((image + first_image) * (height * width)).to(torch.float64)
-    pair_table = torch.cat(
-        [
-            u.gather(1, sel).t(), w.gather(1, sel).t(), neg_alpha.gather(1, sel).t(),  # rows 0-11
-            torch.stack([zc, gy, gx, base, row0 - row_start.to(torch.float64)]),  # rows 12-16
-        ]
-    ).contiguous()
-
-    resolve_table = torch.zeros((7, group * (num_tris + 1)), dtype=torch.float32, device=device)
-    columns = torch.stack([x0, y0, p1, q1, p2, q2, torch.ones_like(x0)]).to(torch.float32)
-    resolve_table.index_copy_(1, keep + image + 1, columns)
+    stride = group * (num_tris + 1)
+    resolve_table = torch.zeros((7, stride), dtype=torch.float32, device=device)
+    columns = torch.empty((7, count), dtype=torch.float32, device=device)
+    for row, values in ((_X0, px0), (_Y0, py0), (_P1, p1), (_Q1, q1), (_P2, p2), (_Q2, q2)):
+        columns[row] = values
+    columns[_SUM] = 1.0
+    dest = (torch.arange(7, device=device) * stride)[:, None] + (keep + image + 1)
+    resolve_table.view(-1).index_copy_(0, dest.view(-1), columns.view(-1))
     return _Setup(pair_table=pair_table, num_rows=num_rows, tid=tid, resolve_table=resolve_table,
                   zshift=zshift.to(torch.float32))
 
@@ -274,23 +296,27 @@ def _chunk_bounds(counts: Tensor, limit: int) -> list[tuple[int, int, int, int]]
 def _scatter(setup: _Setup, zbuf: Tensor, width: int, limits: _Limits) -> None:
     """Scatter-min the keys of every covered pixel of a group's triangles into the z-buffer."""
     device = zbuf.device
+    table = setup.pair_table
     for t0, t1, r0, r1 in _chunk_bounds(setup.num_rows, limits.rows):
-        rank = torch.repeat_interleave(
+        inst = torch.repeat_interleave(
             torch.arange(t0, t1, device=device), setup.num_rows[t0:t1], output_size=r1 - r0
         )
-        g = setup.pair_table.index_select(1, rank)  # (17, pairs)
-        row = torch.arange(r0, r1, device=device, dtype=torch.float64).add_(g[16])
-        t = torch.addcmul(g[4:8], g[0:4], row).div_(g[8:12])
+
+        def col(k: int, inst: Tensor = inst) -> Tensor:
+            return table[k].index_select(0, inst)
+
+        row = torch.arange(r0, r1, device=device, dtype=torch.float64).add_(col(_ROW_SHIFT))
+        t = [torch.addcmul(col(_W + k), col(_U + k), row).div_(col(_NEG_ALPHA + k)) for k in range(4)]
         lo = torch.maximum(t[0], t[1]).ceil_().clamp_(min=0.0)
         hi = torch.minimum(t[2], t[3]).ceil_().clamp_(max=float(width))  # exclusive end
         count = hi.sub_(lo).clamp_(min=0.0).to(torch.int64)
         start = torch.cumsum(count, 0).sub_(count)
-        pix_minus_start = torch.add(g[15], row, alpha=width).add_(lo).to(torch.int64).sub_(start)
-        z_lo = torch.addcmul(g[12], g[13], row).addcmul_(g[14], lo).to(torch.float32)
-        dzdx = g[14].to(torch.float32)
-        tid = setup.tid.index_select(0, rank)
-        del g, t, lo, hi, row, rank
-        _scatter_pixels(zbuf, count, start, pix_minus_start, z_lo, dzdx, tid, limits.candidates)
+        pix_minus_start = torch.add(col(_BASE), row, alpha=width).add_(lo).to(torch.int64).sub_(start)
+        gx = col(_GX)
+        z_lo = torch.addcmul(col(_ZC), col(_GY), row).addcmul_(gx, lo).to(torch.float32)
+        tid = setup.tid.index_select(0, inst)
+        del t, lo, hi, row, inst
+        _scatter_pixels(zbuf, count, start, pix_minus_start, z_lo, gx.to(torch.float32), tid, limits.candidates)
 
 
 def _scatter_pixels(
