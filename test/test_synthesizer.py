@@ -178,3 +178,25 @@ def test_rotated_view_marks_unknown_pixels(synth):
 def test_config_errors(bad):
     with pytest.raises(ConfigError):
         SynthConfig(**bad).validate()
+
+
+def test_turned_face_fills_its_hidden_side_from_the_mirror_side(shared_dir):
+    """Emma's middle face is turned ~50 degrees: a frontal view takes the far cheek from the near one."""
+    from opendr_face_synth.core.synthesizer import FLAG_FACE, FLAG_MIRROR
+
+    image = load_rgb(shared_dir / "data/faces/emma.jpg")[:, 1500:2200]
+    s = FaceSynthesizer(SynthConfig(yaws=(0.0,), device="cpu"))
+    (result,) = s.process([image])
+    s.close()
+    face = result.faces[0]
+    assert face.fit.pose.yaw < -35
+    flags = face.views[0].flags
+    on_face = flags & FLAG_FACE > 0
+    mirrored = (flags & FLAG_MIRROR > 0) & on_face
+    assert mirrored.sum() > 0.1 * on_face.sum()
+    # Mirrored texels sit on the side that faced away from the camera: with a negative yaw (nose toward
+    # image-left) that is the image-left cheek, behind the nose.
+    cols = np.nonzero(on_face)[1]
+    assert np.median(np.nonzero(mirrored)[1]) < np.median(cols)
+    # Real texture only where the mask says so.
+    assert (face.views[0].mask[(flags & FLAG_INPAINTED) > 0] < 255).all()
