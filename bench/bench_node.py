@@ -57,7 +57,7 @@ def run_one(faces: int, views: int, size: int, rate: float, seconds: float, warm
     )
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(node.stdout), daemon=True).start()  # type: ignore[arg-type]
-    ros = RosHarness(domain)
+    ros = RosHarness(domain, threads=1)
     arrivals: list[tuple[int, int, int]] = []  # (arrival ns, stamp ns, faces)
     diag: list[dict[str, str]] = []
     lock = threading.Lock()
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="output view size")
     parser.add_argument("--rate", type=float, default=30.0, help="input frame rate, Hz")
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring window per run")
-    parser.add_argument("--warmup", type=float, default=8.0, help="seconds ignored at the start of each run")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds ignored at the start of each run")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         domain = (os.getpid() % 20) * 10 + 8 + index % 2
         what = f"{faces} face(s) x {args.views} views, {args.size} px, {args.rate:g} Hz, device {args.device}"
         print(f"[bench] {what} ...", flush=True)
-        results.append(
-            run_one(faces, args.views, args.size, args.rate, args.seconds, args.warmup, args.device, domain)
-        )
+        results.append(run_one(faces, args.views, args.size, args.rate, args.seconds, args.warmup, args.device, domain))
     print()
     print(f"face_synth_node end-to-end ({platform.node()}, {os.cpu_count()} CPUs, python {platform.python_version()})")
     header = (

@@ -102,6 +102,21 @@ def render_benchmark(jobs, device: str, faces: int, views: int, size: int, repea
     }
 
 
+def compare_devices(jobs, device: str, size: int) -> dict:
+    """Render the same prepared faces on CPU and on ``device``; how far apart are the 8-bit views?"""
+    views = {}
+    for dev in ("cpu", device):
+        synth = FaceSynthesizer(SynthConfig(yaws=(-30.0, 30.0), pitches=(15.0,), output_size=size, device=dev),
+                                detector=_Unused(), fitter=_Unused(), person_segmenter=lambda rgb: rgb)
+        views[dev] = [v for face in synth.render_jobs(jobs) for v in face]
+    diffs = np.concatenate([np.abs(a.image.astype(int) - b.image.astype(int)).ravel()
+                            for a, b in zip(views["cpu"], views[device], strict=True)])
+    masks = np.concatenate([(a.mask != b.mask).ravel() for a, b in zip(views["cpu"], views[device], strict=True)])
+    return {"device": device, "views": len(views["cpu"]), "mean_abs_diff": round(float(diffs.mean()), 4),
+            "p99_abs_diff": int(np.percentile(diffs, 99)), "max_abs_diff": int(diffs.max()),
+            "mask_mismatch_fraction": round(float(masks.mean()), 5)}
+
+
 class _Unused:
     """Stands in for detector/fitter when only prepared scenes are rendered."""
 
@@ -129,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-scenes", type=Path)
     parser.add_argument("--load-scenes", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--compare-cpu", action="store_true", help="also check --device output against CPU")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_scenes:
             args.save_scenes.parent.mkdir(parents=True, exist_ok=True)
             args.save_scenes.write_bytes(pickle.dumps(jobs))
+    if args.compare_cpu:
+        records.append({"kind": "device_vs_cpu", **compare_devices(jobs, args.device, args.size)})
     for faces in [int(f) for f in args.faces.split(",") if f]:
         records.append({"kind": "render_pass", **render_benchmark(jobs, args.device, faces, args.views, args.size,
                                                                   args.repeats)})

@@ -1,13 +1,15 @@
 """Launch face_synth_node: `ros2 launch opendr_face_synth face_synth.launch.py image_topic:=/camera/image_raw`.
 
-Arguments: image_topic, config_file, device, record, bag_dir (empty device / bag_dir: the config file's).
+Arguments: image_topic, config_file, device, record, bag_dir (empty device / record / bag_dir: the config
+file's values).
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "opendr_face_synth"
 
@@ -19,9 +21,10 @@ def _node(context, *args, **kwargs):
     if device:
         overrides["device"] = device
     record = LaunchConfiguration("record").perform(context).strip().lower()
-    if record not in ("true", "false"):
+    if record not in ("", "true", "false"):
         raise ValueError(f"record:={record!r}: expected true or false")
-    overrides["record"] = record == "true"
+    if record:
+        overrides["record"] = record == "true"
     bag_dir = LaunchConfiguration("bag_dir").perform(context).strip()
     if bag_dir:
         overrides["bag_dir"] = bag_dir
@@ -51,7 +54,9 @@ def generate_launch_description() -> LaunchDescription:
                 description="parameter file of face_synth_node",
             ),
             DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda | cuda:N"),
-            DeclareLaunchArgument("record", default_value="false", description="record a bag from the start"),
+            DeclareLaunchArgument(
+                "record", default_value="", description="true: record a bag from the start (empty: the config's)"
+            ),
             DeclareLaunchArgument("bag_dir", default_value="", description="folder for the bags"),
             OpaqueFunction(function=_node),
         ]

@@ -4,13 +4,14 @@ face_synth_node processes (and by default records) it.
 `ros2 launch opendr_face_synth face_synth_demo.launch.py source:=sample rate:=10.0 record:=true`
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "opendr_face_synth"
 
@@ -32,7 +33,9 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[("image", topic)],
     )
     synth = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", "face_synth.launch.py"])),
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", "face_synth.launch.py"])
+        ),
         launch_arguments={
             "image_topic": topic,
             "config_file": LaunchConfiguration("config_file"),

@@ -123,7 +123,7 @@ def test_compressed_jpeg_and_png(rgb: np.ndarray) -> None:
     assert np.abs(out.astype(int) - smooth[:, :, ::-1].astype(int)).mean() < 3.0  # lossy, but the right channels
     assert compressed_size(jpeg.tobytes()) == (37, 53)
     assert compressed_size(png.tobytes()) == (37, 53)
-    gray16 = (_gray(rgb).astype(np.uint16) * 257)
+    gray16 = _gray(rgb).astype(np.uint16) * 257
     ok, png16 = cv2.imencode(".png", gray16)
     np.testing.assert_array_equal(compressed_to_rgb(_compressed(png16.tobytes(), "png"))[:, :, 1], _gray(rgb))
 

@@ -165,14 +165,17 @@ def test_track_ids_are_stable_over_a_sequence(io) -> None:
     assert ids[0] not in first
 
 
-def test_real_photo_with_two_faces(io, shared_dir: Path) -> None:
-    bgr = cv2.imread(str(shared_dir / "data" / "faces" / "trump_hillary.jpg"))
+@pytest.mark.parametrize(("name", "faces"), [("trump_hillary.jpg", 2), ("emma.jpg", 3)])
+def test_real_photos_with_several_faces(io, shared_dir: Path, name: str, faces: int) -> None:
+    bgr = cv2.imread(str(shared_dir / "data" / "faces" / name))
     assert bgr is not None
     out = _send(io, _frame(np.ascontiguousarray(bgr[:, :, ::-1])))
-    assert len(out.faces) == 2
-    assert out.faces[0].roi.x_offset < out.faces[1].roi.x_offset  # left to right
-    assert all(len(f.views) == len(YAWS) for f in out.faces)
-    assert len({f.track_id for f in out.faces}) == 2
+    assert (out.image_width, out.image_height) == (bgr.shape[1], bgr.shape[0])
+    assert len(out.faces) == faces
+    xs = [f.roi.x_offset for f in out.faces]
+    assert xs == sorted(xs)  # left to right
+    assert all(len(f.views) == len(YAWS) and f.error == "" for f in out.faces)
+    assert len({f.track_id for f in out.faces}) == faces
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8"])

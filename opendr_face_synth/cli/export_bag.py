@@ -216,12 +216,25 @@ class _Exporter:
                     mask_rel = f"masks/{person}/{name}.png"
                 got = view.achieved or view.target
                 row = (
-                    person, stem, face_index, f"{x0:.1f}", f"{y0:.1f}", f"{x1:.1f}", f"{y1:.1f}",
-                    f"{face.detection.score:.4f}", *src,
+                    person,
+                    stem,
+                    face_index,
+                    f"{x0:.1f}",
+                    f"{y0:.1f}",
+                    f"{x1:.1f}",
+                    f"{y1:.1f}",
+                    f"{face.detection.score:.4f}",
+                    *src,
                     "" if view.request.yaw is None else f"{view.request.yaw:.2f}",
                     "" if view.request.pitch is None else f"{view.request.pitch:.2f}",
-                    f"{got.yaw:.2f}", f"{got.pitch:.2f}", f"{person}/{name}.png", mask_rel,
-                    f"{sec}.{nsec:09d}", frame_id, track_id, topic,
+                    f"{got.yaw:.2f}",
+                    f"{got.pitch:.2f}",
+                    f"{person}/{name}.png",
+                    mask_rel,
+                    f"{sec}.{nsec:09d}",
+                    frame_id,
+                    track_id,
+                    topic,
                 )
                 self._row(self._meta_file, self._meta, row)
                 s.views += 1

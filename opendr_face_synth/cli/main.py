@@ -15,6 +15,7 @@ heavy imports (rclpy, torch) inside ``fn`` so that ``generate`` and ``--help`` s
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import re
 import sys
@@ -44,6 +45,7 @@ GENERATE_FLAGS = {
     "pitches": "--pitch",
     "no views requested": "--yaw/--pitch",
     "output_size": "--size",
+    "supersampling": "--supersampling",
     "background": "--background",
     "max_faces": "--max-faces",
     "min_face_size": "--min-face-size",
@@ -144,6 +146,8 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     )
     gen.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     gen.add_argument("--size", type=int, default=256, help="output view size in pixels (default 256)")
+    gen.add_argument("--supersampling", type=int, default=2,
+                     help="anti-aliasing: render at N x the size and average (default 2; 1 is ~2.5x faster on CPU)")
     gen.add_argument(
         "--background",
         choices=("scene", "black"),
@@ -182,13 +186,15 @@ def generate_command(
         pitches = parse_angle_list(args.pitch, "--pitch") if args.pitch is not None else ()
         if args.batch_images < 1:
             raise UsageError(f"--batch-images: {args.batch_images} is not a positive number")
-        if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
-            raise UsageError(f"--weights-dir: {args.weights_dir} is not a folder")
+        for folder in (args.weights_dir or "").split(os.pathsep):  # several folders: separated like PATH
+            if folder and not Path(folder).is_dir():
+                raise UsageError(f"--weights-dir: {folder} is not a folder")
         config = SynthConfig(
             yaws=yaws,
             pitches=pitches,
             grid=args.grid,
             output_size=args.size,
+            supersampling=args.supersampling,
             device=args.device,
             background=args.background,
             max_faces=args.max_faces,

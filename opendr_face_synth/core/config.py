@@ -19,6 +19,7 @@ class SynthConfig:
     pitches: tuple[float, ...] = ()
     grid: bool = False  # True: every yaw x every pitch; False: one view per yaw and one per pitch (seed)
     output_size: int = 256
+    supersampling: int = 2  # rasterize at this many times the output size and average (anti-aliasing); 1 = fast
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     background: str = "scene"  # scene: whole-head composite on the photo; black: face mesh alone (seed-like)
     max_faces: int = 0  # 0 = all faces
@@ -40,6 +41,8 @@ class SynthConfig:
             raise ConfigError("no views requested: give at least one yaw or pitch")
         if not 32 <= self.output_size <= 2048:
             raise ConfigError(f"output_size {self.output_size} is outside [32, 2048]")
+        if self.supersampling not in (1, 2, 3, 4):
+            raise ConfigError(f"supersampling {self.supersampling} is not 1, 2, 3 or 4")
         if self.background not in ("scene", "black"):
             raise ConfigError(f"background {self.background!r} is not 'scene' or 'black'")
         if self.max_faces < 0:

@@ -40,7 +40,6 @@ from .scene import LAYER_BACKGROUND, LAYER_FACE, LAYER_HEAD, FaceScene, build_sc
 from .types import FaceDetection, FaceFit, FaceResult, HeadPose, ImageResult, View, ViewRequest
 
 FLAG_FACE, FLAG_HEAD, FLAG_BACKGROUND, FLAG_MIRROR, FLAG_INPAINTED = 1, 2, 4, 8, 16
-SUPERSAMPLING = 2  # rasterize at 2x and average 2x2, like the seed's neural_renderer
 MAX_IMAGE_PIXELS = 120_000_000  # beyond this an input is refused with a reason (no silent downscale)
 FACING_RATIO = 0.5  # a texel is unreliable when its source cosine is below this times its target cosine
 MIN_MIRROR_FACING = 0.4  # mirror texels must be clearly seen: silhouette texels hold hair or background
@@ -105,9 +104,7 @@ class FaceSynthesizer:
             self._segmenter = PersonSegmenter()
         default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
-        self.supersampling = int(config.extra.get("supersampling", SUPERSAMPLING))
-        if self.supersampling not in (1, 2, 3, 4):
-            raise ConfigError(f"supersampling {self.supersampling} is not 1, 2, 3 or 4")
+        self.supersampling = config.supersampling
         # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
         # so it is for benchmarks only.
         self.stage_times_ms: dict[str, float] | None = None

@@ -100,16 +100,21 @@ class CameraReplay(Node):
         d = ParameterDescriptor
         self.declare_parameter("source", "sample", d(description="'sample', an image folder or a video file"))
         self.declare_parameter(
-            "rate", 10.0, d(description="frames per second", floating_point_range=[FloatingPointRange(
-                from_value=0.1, to_value=1000.0, step=0.0)])
+            "rate",
+            10.0,
+            d(
+                description="frames per second",
+                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0)],
+            ),
         )
         self.declare_parameter("loop", True, d(description="start again at the end"))
         self.declare_parameter("encoding", "rgb8", d(description="rgb8 | bgr8 | mono8"))
         self.declare_parameter("width", 0, d(description="resize to this width (0: source size; sample: 640)"))
         self.declare_parameter("height", 0, d(description="resize to this height (0: source size; sample: 480)"))
         self.declare_parameter(
-            "sample_faces", 1, d(description="faces in the sample frame", integer_range=[IntegerRange(
-                from_value=1, to_value=6, step=1)])
+            "sample_faces",
+            1,
+            d(description="faces in the sample frame", integer_range=[IntegerRange(from_value=1, to_value=6, step=1)]),
         )
         self.declare_parameter("frame_id", "camera", d(description="header.frame_id"))
         self.declare_parameter("publish_compressed", False, d(description="also publish image/compressed (JPEG)"))
@@ -117,9 +122,22 @@ class CameraReplay(Node):
         self.declare_parameter(
             "wait_for_subscribers", 0, d(description="start once this many subscribers are connected (0: at once)")
         )
-        p = {name: self.get_parameter(name).value for name in (
-            "source", "rate", "loop", "encoding", "width", "height", "sample_faces", "frame_id",
-            "publish_compressed", "max_frames", "wait_for_subscribers")}
+        p = {
+            name: self.get_parameter(name).value
+            for name in (
+                "source",
+                "rate",
+                "loop",
+                "encoding",
+                "width",
+                "height",
+                "sample_faces",
+                "frame_id",
+                "publish_compressed",
+                "max_frames",
+                "wait_for_subscribers",
+            )
+        }
         try:
             if p["encoding"] not in ("rgb8", "bgr8", "mono8"):
                 raise ValueError(f"encoding {p['encoding']!r} is not rgb8, bgr8 or mono8")

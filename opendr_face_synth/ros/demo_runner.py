@@ -139,8 +139,10 @@ def run(argv: list[str] | None = None) -> int:
     print("=== opendr_face_synth demo summary ===")
     print(f"bag:      {bag} ({size_mb:.1f} MB)")
     print(f"dataset:  {dataset}")
-    print(f"          {summary.frames} frames, {summary.faces} faces, {summary.views} views, "
-          f"{len(summary.tracks)} track(s): {', '.join(f'track_{t:04d}' for t in sorted(summary.tracks))}")
+    print(
+        f"          {summary.frames} frames, {summary.faces} faces, {summary.views} views, "
+        f"{len(summary.tracks)} track(s): {', '.join(f'track_{t:04d}' for t in sorted(summary.tracks))}"
+    )
     print(f"          metadata: {dataset / 'metadata.csv'}; contact sheets: {dataset / 'contact_sheets'}")
     ok = summary.views > 0 and node_rc == 0
     print("result:   OK" if ok else "result:   FAILED (no views exported or the node did not exit cleanly)")

@@ -659,10 +659,10 @@ def main(args: list[str] | None = None, synthesizer_factory: SynthesizerFactory 
     """Entry point of ``face_synth_node``: 0 on SIGINT/SIGTERM, 2 on an invalid configuration."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node: FaceSynthNode | None = None
+    executor = MultiThreadedExecutor(num_threads=3)
     code = 0
     try:
         node = FaceSynthNode(synthesizer_factory)
-        executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
         spin_until_signal(node, executor)
         node.get_logger().info("stopping")
@@ -676,7 +676,9 @@ def main(args: list[str] | None = None, synthesizer_factory: SynthesizerFactory 
         code = 2
     finally:
         if node is not None:
-            node.shutdown()
+            node.shutdown()  # worker stopped, bag closed
+        executor.shutdown(timeout_sec=10.0)  # callbacks still running finish before the node goes
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return code

@@ -15,7 +15,7 @@ from typing import Any
 import rclpy
 from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -44,7 +44,10 @@ class RosHarness:
         self.domain_id = domain_id
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        if threads > 1:
+            self.executor: Executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        else:  # lighter: leaves the CPU to the node under test (benchmarks)
+            self.executor = SingleThreadedExecutor(context=self.context)
         self.probe = Node("test_probe", context=self.context)
         self.executor.add_node(self.probe)
         self._stop = threading.Event()

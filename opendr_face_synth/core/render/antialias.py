@@ -27,38 +27,38 @@ __all__ = ["antialias", "coverage", "downsample"]
 def downsample(image: Tensor, ss: int, weights: Tensor | None = None) -> Tensor:
     """Average ``ss`` x ``ss`` blocks of a channels-last ``image`` (B, H*ss, W*ss, C) -> (B, H, W, C).
 
-    With ``weights`` (B, H*ss, W*ss, 1 or C) it averages ``image * weights``. Sums of strided sub-images
-    (~5-10x faster on CPU than a reshape-mean or ``avg_pool2d``); works for any input strides and keeps a
-    planar (channel-major) layout when the input has one, as :func:`interpolate` and ``texture`` return.
+    With ``weights`` (B, H*ss, W*ss, 1 or C; float or bool) it averages ``image * weights``. Sums of
+    strided sub-images, along x then y (~5-10x faster on CPU than a reshape-mean or ``avg_pool2d``);
+    works for any input strides and keeps a planar (channel-major) layout when the input has one, as
+    :func:`interpolate` and :func:`texture` return.
     """
     if ss < 1:
         raise ValueError(f"ss must be >= 1, got {ss}")
     if image.dim() != 4 or image.shape[1] % ss or image.shape[2] % ss:
         raise ValueError(f"image must be (B, H*ss, W*ss, C) with ss={ss}, got {tuple(image.shape)}")
-    if not image.is_floating_point():
-        image = image.float()
-    if weights is not None:
-        image = image * weights
-    elif ss == 1:
-        return image.clone()
+    dtype = image.dtype if image.is_floating_point() else torch.float32
+    planar = image.shape[-1] > 1 and image.stride(-1) > image.stride(2)
+    # Planar data is summed on (B, C, H, W) views (contiguous rows), the rest on (B, H, W, C).
+    x_dim, y_dim = (3, 2) if planar else (2, 1)
+    src = image.permute(0, 3, 1, 2) if planar else image
+    wts = weights.permute(0, 3, 1, 2) if planar and weights is not None else weights
+
+    def every(t: Tensor, dim: int, first: int) -> Tensor:
+        return t[(slice(None),) * dim + (slice(first, None, ss),)]
+
+    if wts is not None:
+        src = src * wts  # full size, but one contiguous pass beats weighting strided halves
     if ss == 1:
-        return image
-    if image.shape[-1] > 1 and image.stride(-1) > image.stride(2):
-        # Planar: reduce along x then y on (B, C, H, W) planes, whose rows are contiguous.
-        planes = image.permute(0, 3, 1, 2)
-        half = torch.add(planes[..., 0::ss], planes[..., 1::ss])
+        out = src.to(dtype, copy=wts is None)
+    else:
+        half = torch.add(every(src, x_dim, 0).to(dtype), every(src, x_dim, 1))  # sum along x, then y
         for dx in range(2, ss):
-            half.add_(planes[..., dx::ss])
-        out = torch.add(half[..., 0::ss, :], half[..., 1::ss, :])
+            half.add_(every(src, x_dim, dx))
+        out = torch.add(every(half, y_dim, 0), every(half, y_dim, 1))
         for dy in range(2, ss):
-            out.add_(half[..., dy::ss, :])
-        return out.mul_(1.0 / (ss * ss)).permute(0, 2, 3, 1)
-    out = torch.add(image[:, 0::ss, 0::ss], image[:, 0::ss, 1::ss])
-    for dy in range(ss):
-        for dx in range(ss):
-            if dy or dx > 1:
-                out.add_(image[:, dy::ss, dx::ss])
-    return out.mul_(1.0 / (ss * ss))
+            out.add_(every(half, y_dim, dy))
+        out.mul_(1.0 / (ss * ss))
+    return out.permute(0, 2, 3, 1) if planar else out
 
 
 def coverage(fragments: Fragments) -> Tensor:
@@ -73,7 +73,7 @@ def antialias(image: Tensor, fragments: Fragments, ss: int = 2) -> tuple[Tensor,
     with empty samples counted as 0, i.e. the render over black), alpha (B, H, W, 1) the covered fraction:
     exactly 1 inside, k / ss**2 on silhouette edges, 0 outside.
     """
-    mask = coverage(fragments)
+    mask = coverage(fragments)  # float weights: a float x float product is faster than float x bool
     if image.shape[:3] != mask.shape[:3]:
         raise ValueError(f"image {tuple(image.shape)} does not match fragments {tuple(mask.shape)}")
     return downsample(image, ss, weights=mask), downsample(mask, ss)

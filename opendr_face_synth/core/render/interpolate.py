@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .rasterize import Fragments
+from .rasterize import Fragments, gather_columns
 
 __all__ = ["interpolate"]
 
@@ -59,7 +59,7 @@ def interpolate(attributes: Tensor, fragments: Fragments, triangles: Tensor) -> 
             r1 = min(b1 * height, r0 + rows_per_chunk)
             first = torch.arange(r0, r1, device=device).div_(height, rounding_mode="floor").sub_(b0)
             index = id_rows[r0:r1] + first.mul_(num_tris + 1).add_(1)[:, None]
-            g = corners.index_select(1, index.view(-1)).view(3, channels, r1 - r0, width)
+            g = gather_columns(corners, index.view(-1)).view(3, channels, r1 - r0, width)
             res = out_rows[:, r0:r1]
             torch.mul(g[0], weight_rows[0][r0:r1], out=res)
             res.addcmul_(g[1], weight_rows[1][r0:r1])

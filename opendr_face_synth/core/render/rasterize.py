@@ -271,6 +271,17 @@ def _setup(
                   zshift=zshift.to(torch.float32))
 
 
+def gather_columns(table: Tensor, index: Tensor) -> Tensor:
+    """``table[:, index]`` for a (K, T) table and an int64 (n,) index -> (K, n).
+
+    On multi-threaded CPU ``torch.gather`` with an expanded index runs in parallel while ``index_select``
+    along dim 1 does not (~1.5x faster with 2 threads); single-threaded, ``index_select`` is faster.
+    """
+    if table.device.type == "cpu" and torch.get_num_threads() > 1:
+        return torch.gather(table, 1, index.view(1, -1).expand(table.shape[0], -1))
+    return table.index_select(1, index)
+
+
 def _chunk_bounds(counts: Tensor, limit: int) -> list[tuple[int, int, int, int]]:
     """Split items with ``counts`` (each <= limit) into consecutive runs of total < 2 * limit.
 
@@ -363,7 +374,7 @@ def _resolve(
         low, high = (halves[..., 0], halves[..., 1]) if _LITTLE_ENDIAN else (halves[..., 1], halves[..., 0])
         torch.add(high.view(torch.float32), setup.zshift.index_select(0, image)[:, None], out=depth_rows[r0:r1])
         index = low + image.mul_(num_tris + 1).add_(1)[:, None]  # empty (-1) -> the image's zero column
-        g = setup.resolve_table.index_select(1, index.view(-1)).view(7, r1 - r0, width)
+        g = gather_columns(setup.resolve_table, index.view(-1)).view(7, r1 - r0, width)
         keys.bitwise_left_shift_(32).bitwise_right_shift_(32)  # sign-extend the low half: triangle id or -1
         dx = torch.sub(cols, g[_X0])
         dy = torch.sub(ys, g[_Y0])
