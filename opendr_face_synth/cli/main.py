@@ -15,8 +15,8 @@ heavy imports (rclpy, torch) inside ``fn`` so that ``generate`` and ``--help`` s
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
+import os
 import re
 import sys
 import time
