@@ -81,6 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-file", type=Path, default=None, help="node parameters (default: face_synth.yaml)")
     parser.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--storage", default=None, choices=("mcap", "sqlite3"), help="override the bag storage")
+    parser.add_argument("--no-record-input", action="store_true", help="record the views only, not the frames")
     parser.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for the node to be ready")
     args = parser.parse_args(argv)
 
@@ -96,6 +97,8 @@ def run(argv: list[str] | None = None) -> int:
     if params_file is not None:
         node_cmd += ["--params-file", str(params_file)]
     node_cmd += ["-p", "record:=true", "-p", f"bag_dir:={bag_dir}"]
+    if not args.no_record_input:  # the export's contact sheets then show each face's crop
+        node_cmd += ["-p", "record_input:=true"]
     if args.device:
         node_cmd += ["-p", f"device:={args.device}"]
     if args.storage:
