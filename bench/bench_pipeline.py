@@ -65,9 +65,9 @@ def prepare_jobs(images: list[np.ndarray], size: int, repeats: int):
     return jobs, {k: statistics.median(v) for k, v in stage.items()}
 
 
-def render_benchmark(jobs, device: str, faces: int, views: int, size: int, repeats: int) -> dict:
+def render_benchmark(jobs, device: str, faces: int, views: int, size: int, repeats: int, supersampling: int) -> dict:
     config = SynthConfig(yaws=YAWS_8[:views] if views <= 8 else tuple(np.linspace(-60, 60, views)),
-                         output_size=size, device=device)
+                         output_size=size, device=device, supersampling=supersampling)
     synth = FaceSynthesizer(config, detector=_Unused(), fitter=_Unused(), person_segmenter=lambda rgb: rgb)
     batch = [jobs[i % len(jobs)] for i in range(faces)]
     synth.render_jobs(batch)  # warm-up (allocator, kernels)
@@ -94,7 +94,8 @@ def render_benchmark(jobs, device: str, faces: int, views: int, size: int, repea
         plain.append((time.perf_counter() - t0) * 1e3)
     median_ms = statistics.median(plain)
     return {
-        "faces": faces, "views_per_face": views, "size": size, "device": str(synth.device),
+        "faces": faces, "views_per_face": views, "size": size, "supersampling": supersampling,
+        "device": str(synth.device),
         "render_ms_median": round(median_ms, 2),
         "views_per_s": round(faces * views / (median_ms / 1e3), 1),
         "stage_ms_median": {k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]},
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--supersampling", default="2", help="comma list of render supersampling factors")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--save-scenes", type=Path)
@@ -162,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             args.save_scenes.write_bytes(pickle.dumps(jobs))
     if args.compare_cpu:
         records.append({"kind": "device_vs_cpu", **compare_devices(jobs, args.device, args.size)})
-    for faces in [int(f) for f in args.faces.split(",") if f]:
-        records.append({"kind": "render_pass", **render_benchmark(jobs, args.device, faces, args.views, args.size,
-                                                                  args.repeats)})
+    for ss in [int(f) for f in args.supersampling.split(",") if f]:
+        for faces in [int(f) for f in args.faces.split(",") if f]:
+            records.append({"kind": "render_pass", **render_benchmark(jobs, args.device, faces, args.views, args.size,
+                                                                      args.repeats, ss)})
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "argv": sys.argv[1:]}
     for record in records:
         line = json.dumps({**record, **meta})

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .types import ViewRequest
 
 MAX_ABS_ANGLE = 90.0
+RENDER_BACKENDS = ("builtin", "neural_renderer", "auto")
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,9 @@ class SynthConfig:
     fitter: str = "mediapipe"  # mediapipe | 3ddfa
     refiner: str = "none"  # none | rotate_and_render
     weights_dir: str | None = None  # seed bundle / 3DDFA weights (fitter 3ddfa, refiner rotate_and_render)
+    # builtin: our PyTorch rasterizer; neural_renderer: the seed's CUDA renderer (optional, must be built:
+    # docs/neural_renderer.md); auto: neural_renderer when it is usable on the device, else builtin
+    render_backend: str = "builtin"
     extra: dict = field(default_factory=dict)  # backend-specific options
 
     def validate(self) -> SynthConfig:
@@ -51,6 +55,8 @@ class SynthConfig:
             raise ConfigError(f"min_face_size {self.min_face_size} is below 8 pixels")
         if not 0.0 < self.detection_confidence < 1.0:
             raise ConfigError(f"detection_confidence {self.detection_confidence} is not in (0, 1)")
+        if self.render_backend not in RENDER_BACKENDS:
+            raise ConfigError(f"render_backend {self.render_backend!r} is not one of {', '.join(RENDER_BACKENDS)}")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"device {dev!r} is not auto, cpu, cuda or cuda:N")

@@ -35,35 +35,63 @@ def five_point_template(size: int) -> np.ndarray:
 
 def rotation_seed(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Rz(roll) @ Ry(yaw) @ Rx(pitch) in the seed frame; angles in degrees."""
-    y, p, r = np.radians([yaw, pitch, roll])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    return rotation_seed_batch(np.array([[yaw, pitch, roll]], dtype=np.float64))[0]
+
+
+def rotation_seed_batch(angles: np.ndarray) -> np.ndarray:
+    """:func:`rotation_seed` of (N, 3) [yaw, pitch, roll] rows (degrees) -> (N, 3, 3)."""
+    y, p, r = np.radians(np.asarray(angles, dtype=np.float64)).T
+    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
+    rot = np.empty((len(y), 3, 3))
+    # Rz(r) @ Ry(y) @ Rx(p), multiplied out.
+    rot[:, 0, 0] = cr * cy
+    rot[:, 0, 1] = cr * sy * sp - sr * cp
+    rot[:, 0, 2] = cr * sy * cp + sr * sp
+    rot[:, 1, 0] = sr * cy
+    rot[:, 1, 1] = sr * sy * sp + cr * cp
+    rot[:, 1, 2] = sr * sy * cp - cr * sp
+    rot[:, 2, 0] = -sy
+    rot[:, 2, 1] = cy * sp
+    rot[:, 2, 2] = cy * cp
+    return rot
 
 
 def angles_from_rotation_seed(rot: np.ndarray) -> HeadPose:
     """Inverse of :func:`rotation_seed` (the seed's ``matrix2angle``), degrees."""
-    r20 = float(np.clip(rot[2, 0], -1.0, 1.0))
-    if abs(r20) < 1.0 - 1e-9:
-        yaw = -np.arcsin(r20)
-        cy = np.cos(yaw)
-        pitch = np.arctan2(rot[2, 1] / cy, rot[2, 2] / cy)
-        roll = np.arctan2(rot[1, 0] / cy, rot[0, 0] / cy)
-    else:  # gimbal lock: roll is not observable, put everything in pitch
-        roll = 0.0
-        if r20 < 0:
-            yaw = np.pi / 2
-            pitch = np.arctan2(rot[0, 1], rot[0, 2])
-        else:
-            yaw = -np.pi / 2
-            pitch = np.arctan2(-rot[0, 1], -rot[0, 2])
-    return HeadPose(*(float(v) for v in np.degrees([yaw, pitch, roll])))
+    return HeadPose(*(float(v) for v in angles_from_rotation_seed_batch(np.asarray(rot)[None])[0]))
+
+
+def angles_from_rotation_seed_batch(rot: np.ndarray) -> np.ndarray:
+    """:func:`angles_from_rotation_seed` of (N, 3, 3) matrices -> (N, 3) [yaw, pitch, roll] degrees."""
+    rot = np.asarray(rot, dtype=np.float64)
+    r20 = np.clip(rot[:, 2, 0], -1.0, 1.0)
+    yaw = -np.arcsin(r20)
+    cy = np.cos(yaw)
+    regular = np.abs(r20) < 1.0 - 1e-9
+    safe_cy = np.where(regular, cy, 1.0)
+    pitch = np.arctan2(rot[:, 2, 1] / safe_cy, rot[:, 2, 2] / safe_cy)
+    roll = np.arctan2(rot[:, 1, 0] / safe_cy, rot[:, 0, 0] / safe_cy)
+    # Gimbal lock: roll is not observable, put everything in pitch.
+    sign = np.where(r20 < 0, 1.0, -1.0)
+    yaw = np.where(regular, yaw, sign * np.pi / 2)
+    pitch = np.where(regular, pitch, np.arctan2(sign * rot[:, 0, 1], sign * rot[:, 0, 2]))
+    roll = np.where(regular, roll, 0.0)
+    return np.degrees(np.stack([yaw, pitch, roll], axis=-1))
 
 
 def rotation_camera(pose: HeadPose) -> np.ndarray:
     """Head rotation in our camera frame: columns are the head's axes (right, down, back)."""
     return _FLIP @ rotation_seed(pose.yaw, pose.pitch, pose.roll) @ _FLIP
+
+
+def rotation_camera_batch(angles: np.ndarray) -> np.ndarray:
+    """:func:`rotation_camera` of (N, 3) [yaw, pitch, roll] rows (degrees) -> (N, 3, 3)."""
+    return _FLIP @ rotation_seed_batch(angles) @ _FLIP
+
+
+def pose_from_rotation_camera_batch(rot: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) camera-frame head rotations -> (N, 3) [yaw, pitch, roll] degrees."""
+    return angles_from_rotation_seed_batch(_FLIP @ np.asarray(rot) @ _FLIP)
 
 
 def pose_from_rotation_camera(rot: np.ndarray) -> HeadPose:
@@ -132,12 +160,19 @@ def rotation_about_axis(axis_angle: np.ndarray) -> np.ndarray:
 
 def axis_angle(rot: np.ndarray) -> np.ndarray:
     """Axis-angle vector (radians) of a rotation matrix."""
-    cos_t = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
-    theta = float(np.arccos(cos_t))
-    if theta < 1e-9:
-        return np.zeros(3)
-    if np.pi - theta < 1e-6:  # near 180 degrees: axis from the symmetric part
-        w, v = np.linalg.eigh((rot + rot.T) / 2.0)
-        return v[:, np.argmax(w)] * theta
-    vec = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
-    return vec / (2.0 * np.sin(theta)) * theta
+    return axis_angle_batch(np.asarray(rot)[None])[0]
+
+
+def axis_angle_batch(rot: np.ndarray) -> np.ndarray:
+    """Axis-angle vectors (N, 3) (radians) of (N, 3, 3) rotation matrices."""
+    rot = np.asarray(rot, dtype=np.float64)
+    cos_t = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos_t)
+    vec = np.stack([rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0], rot[:, 1, 0] - rot[:, 0, 1]], -1)
+    sin_t = np.sin(theta)
+    out = vec / np.where(sin_t > 0, 2.0 * sin_t, 1.0)[:, None] * theta[:, None]
+    out[theta < 1e-9] = 0.0
+    for i in np.flatnonzero(np.pi - theta < 1e-6):  # near 180 degrees: axis from the symmetric part
+        w, v = np.linalg.eigh((rot[i] + rot[i].T) / 2.0)
+        out[i] = v[:, np.argmax(w)] * theta[i]
+    return out

@@ -29,13 +29,13 @@ from . import render
 from .config import ConfigError, SynthConfig
 from .fit.base import FitError, Fitter
 from .pose import (
-    axis_angle,
+    axis_angle_batch,
     five_point_template,
-    pose_from_rotation_camera,
-    relative_rotation,
-    rotation_camera,
+    pose_from_rotation_camera_batch,
+    rotation_camera_batch,
 )
 from .refine.base import RefineInput, Refiner
+from .render.neural_renderer_backend import rasterizer_for, resolve_backend
 from .scene import LAYER_BACKGROUND, LAYER_FACE, LAYER_HEAD, FaceScene, build_scene
 from .types import FaceDetection, FaceFit, FaceResult, HeadPose, ImageResult, View, ViewRequest
 
@@ -62,11 +62,19 @@ def resolve_device(name: str) -> torch.device:
 
 def target_pose(source: HeadPose, request: ViewRequest) -> HeadPose:
     """Absolute target (seed semantics): requested angles replace the source's, roll is kept."""
-    return HeadPose(
-        yaw=source.yaw if request.yaw is None else float(request.yaw),
-        pitch=source.pitch if request.pitch is None else float(request.pitch),
-        roll=source.roll,
-    )
+    angles = target_angles(np.array([[source.yaw, source.pitch, source.roll]]), [request])[0]
+    return HeadPose(*(float(a) for a in angles))
+
+
+def target_angles(sources: np.ndarray, requests: Sequence[ViewRequest]) -> np.ndarray:
+    """:func:`target_pose` for (J, 3) source [yaw, pitch, roll] rows x requests -> (J * len(requests), 3),
+    job-major."""
+    target = np.repeat(np.asarray(sources, dtype=np.float64), len(requests), axis=0)
+    yaw = np.tile([np.nan if r.yaw is None else float(r.yaw) for r in requests], len(sources))
+    pitch = np.tile([np.nan if r.pitch is None else float(r.pitch) for r in requests], len(sources))
+    target[:, 0] = np.where(np.isnan(yaw), target[:, 0], yaw)
+    target[:, 1] = np.where(np.isnan(pitch), target[:, 1], pitch)
+    return target
 
 
 @dataclass
@@ -105,6 +113,11 @@ class FaceSynthesizer:
         default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
         self.supersampling = config.supersampling
+        try:
+            self.render_backend = resolve_backend(config.render_backend, self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._rasterize = rasterizer_for(self.render_backend)  # render.rasterize or its NR twin
         # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
         # so it is for benchmarks only.
         self.stage_times_ms: dict[str, float] | None = None
@@ -173,7 +186,7 @@ class FaceSynthesizer:
         """Depth of the nearest face surface per texture pixel, seen from the source camera."""
         v = torch.from_numpy(vertices).to(self.device)[None]
         t = torch.from_numpy(triangles).to(self.device)
-        frags = render.rasterize(v, t, size, size)
+        frags = self._rasterize(v, t, size, size)
         return frags.depth[0].cpu().numpy()
 
     def render_jobs(self, jobs: list[_Job]) -> list[list[View]]:
@@ -219,7 +232,7 @@ class FaceSynthesizer:
         textures = torch.from_numpy(np.stack([j.scene.texture for j in jobs])).to(dev).permute(0, 3, 1, 2).float() / 255
         affine = torch.from_numpy(np.stack([j.scene.texture_from_source for j in jobs])).float().to(dev)
         crop = _sample_per_job(textures, _to_texture(src_xy, affine), len(jobs), mode="bilinear")
-        colours = seed_flat_colors(aligned, face_tris, crop.permute(0, 3, 1, 2), rasterize=render.rasterize)
+        colours = seed_flat_colors(aligned, face_tris, crop.permute(0, 3, 1, 2), rasterize=self._rasterize)
         tri_id = frags.triangle_id
         on_face = (tri_id >= 0) & (tri_id < n_face_t)
         flat = colours[job_of[:, None, None], tri_id.clamp(0, n_face_t - 1)] * on_face[..., None]
@@ -244,15 +257,15 @@ class FaceSynthesizer:
         batch = n_jobs * n_views
         scenes = [j.scene for j in jobs]
         triangles = torch.from_numpy(scenes[0].triangles).to(dev)
-        verts = torch.from_numpy(np.stack([s.vertices for s in scenes])).to(dev)  # (J, V, 3)
-        weights = torch.from_numpy(np.stack([s.weights for s in scenes])).to(dev)
-        mirror = torch.from_numpy(np.stack([s.mirror_ids for s in scenes])).to(dev)
-        tri_layer = torch.from_numpy(np.stack([s.triangle_layer for s in scenes])).to(dev)
-        tri_unknown = torch.from_numpy(np.stack([s.triangle_unknown for s in scenes])).to(dev)
-        tri_mirror_ok = torch.from_numpy(np.stack([s.triangle_mirror_ok for s in scenes])).to(dev)
-        textures = torch.from_numpy(np.stack([s.texture for s in scenes])).to(dev)
+        verts = _to_device([s.vertices for s in scenes], dev)  # (J, V, 3)
+        weights = _to_device([s.weights for s in scenes], dev)
+        mirror = _to_device([s.mirror_ids for s in scenes], dev)
+        tri_layer = _to_device([s.triangle_layer for s in scenes], dev)
+        tri_unknown = _to_device([s.triangle_unknown for s in scenes], dev)
+        tri_mirror_ok = _to_device([s.triangle_mirror_ok for s in scenes], dev)
+        textures = _to_device([s.texture for s in scenes], dev)
         textures = textures.permute(0, 3, 1, 2).float().div_(255.0)  # (J, 3, T, T)
-        src_depth = torch.from_numpy(np.stack([s.source_depth for s in scenes])).to(dev)[:, None]
+        src_depth = _to_device([s.source_depth for s in scenes], dev)[:, None]
         src_depth = torch.nan_to_num(src_depth, posinf=1e9)
         tex_affine = torch.from_numpy(np.stack([s.texture_from_source for s in scenes])).float().to(dev)
         image_hw = torch.tensor([s.image_size for s in scenes], dtype=torch.float32, device=dev)
@@ -260,15 +273,12 @@ class FaceSynthesizer:
 
         tick = self._mark("upload", tick)
         # Per (job, view): rotation about the head centre, as an axis-angle scaled by vertex weights.
-        targets: list[HeadPose] = []
-        axis_angles = np.zeros((batch, 3))
-        centres = np.zeros((batch, 3))
-        for j, job in enumerate(jobs):
-            for v, request in enumerate(self.view_requests):
-                tgt = target_pose(job.fit.pose, request)
-                targets.append(tgt)
-                axis_angles[j * n_views + v] = axis_angle(relative_rotation(job.fit.pose, tgt))
-                centres[j * n_views + v] = job.fit.head_centre
+        sources = np.array([[j.fit.pose.yaw, j.fit.pose.pitch, j.fit.pose.roll] for j in jobs])
+        target = target_angles(sources, self.view_requests)
+        source = np.repeat(sources, n_views, axis=0)
+        target_rot = rotation_camera_batch(target)
+        axis_angles = axis_angle_batch(target_rot @ rotation_camera_batch(source).transpose(0, 2, 1))
+        centres = np.repeat(np.stack([job.fit.head_centre for job in jobs]), n_views, 0)
         aa = torch.from_numpy(axis_angles).float().to(dev)
         centre = torch.from_numpy(centres).float().to(dev)
         job_of = torch.arange(n_jobs, device=dev).repeat_interleave(n_views)
@@ -284,7 +294,7 @@ class FaceSynthesizer:
         screen = torch.cat([out_xy * ss, (out_z * ss)[..., None]], dim=-1)
 
         tick = self._mark("transform", tick)
-        frags = render.rasterize(screen, triangles, size * ss, size * ss)
+        frags = self._rasterize(screen, triangles, size * ss, size * ss)
         tick = self._mark("rasterize", tick)
         tri_id = frags.triangle_id
         covered = tri_id >= 0
@@ -311,7 +321,7 @@ class FaceSynthesizer:
             corner = triangles[tri_id.reshape(-1)[face_pix]]  # (N, 3)
             w = frags.barycentrics.reshape(-1, 3)[face_pix][..., None]  # (N, 3, 1)
             job = job_of[pix_view]
-            normals = torch.from_numpy(np.stack([s.source_normals for s in scenes])).to(dev)
+            normals = _to_device([s.source_normals for s in scenes], dev)
 
             def at(values: torch.Tensor) -> torch.Tensor:  # (J, V, C) per-vertex -> (N, C) per-pixel
                 return (values[job[:, None], corner] * w).sum(1)
@@ -395,20 +405,25 @@ class FaceSynthesizer:
         flags |= filled.to(torch.uint8) * FLAG_INPAINTED
         flags = _or_pool(flags, ss)
 
-        image_u8 = (image * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-        mask_u8 = (k[..., 0] * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-        flags_np = flags.cpu().numpy()
-        angle = torch.angle(a).cpu().numpy()
+        image_u8 = _to_host((image * 255.0 + 0.5).to(torch.uint8))
+        mask_u8 = _to_host((k[..., 0] * 255.0 + 0.5).to(torch.uint8))
+        flags_host = _to_host(flags)
+        angle = _to_host(torch.angle(a))
+        if dev.type == "cuda":
+            torch.cuda.current_stream(dev).synchronize()
+        image_np, mask_np, flags_np = image_u8.numpy(), mask_u8.numpy(), flags_host.numpy()
         tick = self._mark("download", tick)
 
+        # Achieved pose: the target rotation seen after the in-plane turn of the five-point alignment.
+        achieved = pose_from_rotation_camera_batch(_rot_z_batch(angle.numpy().astype(np.float64)) @ target_rot)
         results: list[list[View]] = []
-        for j, _job in enumerate(jobs):
+        for j in range(n_jobs):
             views = []
             for v, request in enumerate(self.view_requests):
                 i = j * n_views + v
-                achieved = pose_from_rotation_camera(_rot_z(angle[i]) @ rotation_camera(targets[i]))
-                views.append(View(request=request, target=targets[i], image=image_u8[i], mask=mask_u8[i],
-                                  flags=flags_np[i], achieved=achieved))
+                views.append(View(request=request, target=HeadPose(*(float(x) for x in target[i])),
+                                  image=image_np[i], mask=mask_np[i], flags=flags_np[i],
+                                  achieved=HeadPose(*(float(x) for x in achieved[i]))))
             results.append(views)
         return results
 
@@ -483,9 +498,34 @@ def _check_image(image) -> str | None:
     return None
 
 
-def _rot_z(angle: float) -> np.ndarray:
+def _rot_z_batch(angle: np.ndarray) -> np.ndarray:
+    """(N,) angles (radians) -> (N, 3, 3) rotations about the viewing axis."""
     c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    rot = np.zeros((len(angle), 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
+    return rot
+
+
+def _to_device(arrays: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Stack same-shaped host arrays into one device tensor; through page-locked memory on CUDA, where a
+    pageable copy costs several times more than the stacking itself."""
+    first = np.asarray(arrays[0])
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(arrays))
+    dtype = torch.from_numpy(np.empty(0, first.dtype)).dtype
+    host = torch.empty((len(arrays), *first.shape), dtype=dtype, pin_memory=True)
+    np.stack(arrays, out=host.numpy())
+    return host.to(device, non_blocking=True)
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """Start copying a device tensor to the host (page-locked memory on CUDA: the copy is several times
+    faster and asynchronous). Synchronise the stream before reading the result."""
+    if tensor.device.type != "cuda":
+        return tensor.cpu()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
 
 
 def _rotate_weighted(verts: torch.Tensor, weights: torch.Tensor, aa: torch.Tensor, centre: torch.Tensor):
