@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from seed_helpers import params_for_pose, synthetic_face, write_seed_ddfa
 
 from opendr_face_synth.cli import main as cli
 from opendr_face_synth.cli import seed_tool
@@ -581,12 +582,30 @@ def test_seed_tool_ignores_the_original_side_flags(seed_input, tmp_path, capsys)
     assert config.weights_dir is None and config.device == "cuda"
 
 
-def test_seed_tool_passes_an_existing_3ddfa_folder(seed_input, tmp_path):
+def test_seed_tool_passes_an_existing_3ddfa_folder(seed_input, tmp_path, capsys):
     (tmp_path / "DDFA").mkdir()
     factory = Factory()
     argv = ["-path_in", str(seed_input), "-path_3ddfa", str(tmp_path / "DDFA"), "-save_path", str(tmp_path / "r")]
     assert seed_tool.main(argv, factory) == 0
-    assert factory.engines[0].config.weights_dir == str(tmp_path / "DDFA")
+    config = factory.engines[0].config
+    assert config.weights_dir == str(tmp_path / "DDFA")
+    assert (config.fitter, config.refiner) == ("mediapipe", "none")  # an incomplete bundle: default engine
+    err = capsys.readouterr().err
+    assert "not a complete seed bundle" in err and "latest_net_G.pth" in err
+
+
+def test_seed_tool_runs_the_original_method_with_a_complete_bundle(seed_input, tmp_path, capsys):
+    """The OpenDR project layout: -path_3ddfa ./algorithm/DDFA, the generator in ./checkpoints/rs_model/."""
+    ddfa = write_seed_ddfa(tmp_path / "project/algorithm/DDFA", synthetic_face(120), params_for_pose(10, 0, 0))
+    checkpoint = tmp_path / "project/checkpoints/rs_model/latest_net_G.pth"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")  # located here; loading it is the engine's job (tested in test_seed_pipeline)
+    factory = Factory()
+    argv = ["-path_in", str(seed_input), "-path_3ddfa", str(ddfa), "-save_path", str(tmp_path / "r")]
+    assert seed_tool.main(argv, factory) == 0
+    config = factory.engines[0].config
+    assert (config.fitter, config.refiner, config.weights_dir) == ("3ddfa", "rotate_and_render", str(ddfa))
+    assert "running the original method" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

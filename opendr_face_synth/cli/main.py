@@ -30,9 +30,11 @@ import cv2
 from ..core.config import ConfigError, SynthConfig, parse_angle_list
 from ..io.dataset import DatasetWriter, OutputWriteError
 from ..io.images import IMAGE_EXTENSIONS, ImageItem, ImageReadError, list_images, read_image
+from ..io.seed_layout import SEED_DIR, SeedLayoutWriter
 
 PROG = "opendr-face-synth"
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LAYOUTS = ("dataset", "seed")  # output trees: io/dataset.py (person folders), io/seed_layout.py (the seed's)
 SUBCOMMAND_MODULES = ("opendr_face_synth.cli.export_bag",)
 
 # Errors the engine may raise for one bad image (out of memory, a degenerate fit...): that image is
@@ -50,6 +52,7 @@ GENERATE_FLAGS = {
     "max_faces": "--max-faces",
     "min_face_size": "--min-face-size",
     "device": "--device",
+    "render_backend": "--render-backend",
     "fitter": "--fitter",
     "refiner": "--refiner",
     "weights_dir": "--weights-dir",
@@ -74,6 +77,7 @@ class GenerateJob:
     contact_sheets: bool = True
     batch_images: int = 8
     progress: bool = True
+    layout: str = "dataset"  # one of LAYOUTS
     flags: dict[str, str] = field(default_factory=lambda: dict(GENERATE_FLAGS))
 
 
@@ -145,6 +149,13 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
         help="every yaw x every pitch (default: one view per yaw and one per pitch, as the seed)",
     )
     gen.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    gen.add_argument(
+        "--render-backend",
+        choices=("builtin", "neural_renderer", "auto"),
+        default="builtin",
+        help="rasterizer: builtin (PyTorch, default), neural_renderer (the seed's CUDA renderer, must be built: "
+        "docs/neural_renderer.md) or auto (neural_renderer when usable on the device)",
+    )
     gen.add_argument("--size", type=int, default=256, help="output view size in pixels (default 256)")
     gen.add_argument("--supersampling", type=int, default=2,
                      help="anti-aliasing: render at N x the size and average (default 2; 1 is ~2.5x faster on CPU)")
@@ -175,6 +186,13 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
         help="do not write OUT/contact_sheets/<person>.png",
     )
     gen.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    gen.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="dataset",
+        help="dataset: one folder per person (default); seed: the seed tool's names and folders, "
+        "OUT/rs_model/example/Images_orig|Images_aligned/<stem>_yaw_<rad>.jpg (docs/seed_weights.md)",
+    )
 
 
 def generate_command(
@@ -196,6 +214,7 @@ def generate_command(
             output_size=args.size,
             supersampling=args.supersampling,
             device=args.device,
+            render_backend=args.render_backend,
             background=args.background,
             max_faces=args.max_faces,
             min_face_size=args.min_face_size,
@@ -211,6 +230,7 @@ def generate_command(
             contact_sheets=args.contact_sheets,
             batch_images=args.batch_images,
             progress=args.progress,
+            layout=args.layout,
         )
         return run_generate(job, synthesizer_factory, in_flag="IN", out_flag="OUT")
     except (ConfigError, UsageError) as exc:
@@ -231,6 +251,8 @@ def run_generate(
     err = err or sys.stderr
     out = out or sys.stdout
     job.config.validate()
+    if job.layout not in LAYOUTS:
+        raise UsageError(f"layout {job.layout!r} is not one of {', '.join(LAYOUTS)}")
     items = collect_inputs(job.input_path, job.output_path, in_flag, out_flag)
     if not items:
         print(f"error: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {job.input_path}", file=err)
@@ -250,7 +272,8 @@ def run_generate(
     )
     stats = RunStats()
     status = EXIT_OK
-    writer = DatasetWriter(job.output_path, save_masks=job.save_masks, contact_sheets=job.contact_sheets)
+    writer_class = SeedLayoutWriter if job.layout == "seed" else DatasetWriter
+    writer = writer_class(job.output_path, save_masks=job.save_masks, contact_sheets=job.contact_sheets)
     try:
         writer.open()
         _process_all(items, synth, writer, job, stats, err)
@@ -270,6 +293,8 @@ def run_generate(
     stats.elapsed = time.perf_counter() - start
     print(f"done: {stats.summary()}", file=out)
     print(f"output: {job.output_path} (metadata.csv, failures.csv)", file=out)
+    if job.layout == "seed":
+        print(f"views: {job.output_path / SEED_DIR} (Images_orig, Images_aligned)", file=out)
     if status == EXIT_OK and stats.views == 0:
         print("error: nothing could be produced (see failures.csv)", file=err)
         status = EXIT_NOTHING

@@ -97,6 +97,11 @@ class FaceSynthesizer:
     ) -> None:
         self.config = config.validate()
         self.device = resolve_device(config.device)
+        try:
+            self.render_backend = resolve_backend(config.render_backend, self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._rasterize = rasterizer_for(self.render_backend)  # render.rasterize or its NR twin
         self.view_requests: list[ViewRequest] = config.view_requests()
         self.output_size = config.output_size
         self.texture_size = 2 * config.output_size
@@ -113,11 +118,6 @@ class FaceSynthesizer:
         default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
         self.supersampling = config.supersampling
-        try:
-            self.render_backend = resolve_backend(config.render_backend, self.device)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self._rasterize = rasterizer_for(self.render_backend)  # render.rasterize or its NR twin
         # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
         # so it is for benchmarks only.
         self.stage_times_ms: dict[str, float] | None = None

@@ -8,6 +8,9 @@ Layout under OUT::
     OUT/metadata.csv                                       one row per view written
     OUT/failures.csv                                       one row per file / face that gave nothing
 
+The seed tool's own tree (``rs_model/example/Images_orig/...``) replaces the person folders with
+``-seed_layout`` / ``generate --layout seed``: see seed_layout.py, which overrides ``_write_views``.
+
 Masks and sheets live outside the person folders so that folder-per-class loaders (which walk each
 class folder recursively) see only the views; metadata.csv is the authoritative index. Both CSV files
 are rewritten at the start of a run and flushed after every image, so an interrupted run keeps a
@@ -105,10 +108,19 @@ def guard_write(path: str | os.PathLike[str]) -> Iterator[None]:
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """Encode RGB (H, W, 3) or gray (H, W) uint8 as PNG and write it, with errors naming ``path``."""
+    _write_encoded(path, image, ".png", ())
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 95) -> None:
+    """Encode RGB (H, W, 3) or gray (H, W) uint8 as JPEG and write it, with errors naming ``path``."""
+    _write_encoded(path, image, ".jpg", (cv2.IMWRITE_JPEG_QUALITY, quality))
+
+
+def _write_encoded(path: Path, image: np.ndarray, ext: str, params: tuple[int, ...]) -> None:
     pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(pixels), list(params))
     if not ok:
-        raise OutputWriteError(path, "PNG encoding failed")
+        raise OutputWriteError(path, f"{ext[1:].upper()} encoding failed")
     with guard_write(path), open(path, "wb") as fh:
         fh.write(encoded.tobytes())
 
@@ -185,13 +197,12 @@ class DatasetWriter:
             self.add_failure(item.rel, result.error)
             return 0
         stem = self._unique_stem(item)
-        folder = self.out_dir / item.person
         written = 0
         for face_index, face in enumerate(result.faces):
             if face.error or not face.views:
                 self.add_failure(item.rel, f"face {face_index}: {face.error or 'no views rendered'}")
             else:
-                written += self._write_face(item, folder, stem, face_index, face)
+                written += self._write_face(item, stem, face_index, face)
             if self._sheet is not None:
                 pose = face.fit.pose if face.fit is not None else None
                 self._sheet.add_face(source_rgb, face.detection, stem, face_index, pose, face.views, face.error)
@@ -200,25 +211,12 @@ class DatasetWriter:
         self._flush()
         return written
 
-    def _write_face(self, item: ImageItem, folder: Path, stem: str, face_index: int, face: FaceResult) -> int:
-        self._mkdir(folder)
-        used: set[str] = set()
+    def _write_face(self, item: ImageItem, stem: str, face_index: int, face: FaceResult) -> int:
         pose = face.fit.pose if face.fit is not None else None
         src = (pose.yaw, pose.pitch, pose.roll) if pose is not None else (None, None, None)
         x0, y0, x1, y1 = face.detection.box
-        for view_index, view in enumerate(face.views):
-            name = view_name(stem, face_index, view)
-            if name in used:
-                name = f"{name}_v{view_index}"
-            used.add(name)
-            out_path = folder / f"{name}.png"
-            write_png(out_path, view.image)
-            mask_rel = ""
-            if self.save_masks:
-                mask_dir = self.out_dir / MASKS_DIR / item.person
-                self._mkdir(mask_dir)
-                write_png(mask_dir / f"{name}.png", view.mask)
-                mask_rel = f"{MASKS_DIR}/{item.person}/{name}.png"
+        written = 0
+        for view, output_rel, mask_rel in self._write_views(item, stem, face_index, face.views):
             got = view.achieved or view.target
             self._write_row(
                 self._meta_file,
@@ -239,14 +237,40 @@ class DatasetWriter:
                     _num(view.request.pitch),
                     _num(got.yaw),
                     _num(got.pitch),
-                    f"{item.person}/{name}.png",
+                    output_rel,
                     mask_rel,
                 ),
                 flush=False,
             )
             self.views_written += 1
+            written += 1
         self.faces_written += 1
-        return len(face.views)
+        return written
+
+    def _write_views(
+        self, item: ImageItem, stem: str, face_index: int, views: list[View]
+    ) -> Iterator[tuple[View, str, str]]:
+        """Write each view's files, then yield it with its paths relative to OUT (output file, mask file or '').
+
+        The layout hook (seed_layout.py overrides it); yielding after the write keeps a view's metadata row
+        behind its complete file.
+        """
+        folder = self.out_dir / item.person
+        self._mkdir(folder)
+        used: set[str] = set()
+        for view_index, view in enumerate(views):
+            name = view_name(stem, face_index, view)
+            if name in used:
+                name = f"{name}_v{view_index}"
+            used.add(name)
+            write_png(folder / f"{name}.png", view.image)
+            mask_rel = ""
+            if self.save_masks:
+                mask_dir = self.out_dir / MASKS_DIR / item.person
+                self._mkdir(mask_dir)
+                write_png(mask_dir / f"{name}.png", view.mask)
+                mask_rel = f"{MASKS_DIR}/{item.person}/{name}.png"
+            yield view, f"{item.person}/{name}.png", mask_rel
 
     def _unique_stem(self, item: ImageItem) -> str:
         """File stem inside the person folder: sub-folders below the person joined by '_', unique per person."""

@@ -130,11 +130,13 @@ def _import_nr() -> ModuleType:
     return neural_renderer
 
 
-def _check_inputs(vertices: Tensor, triangles: Tensor) -> None:
+def _check_inputs(vertices: Tensor, triangles: Tensor, height: int, width: int) -> None:
     if vertices.dim() != 3 or vertices.shape[-1] != 3:
         raise ValueError(f"vertices must be (B, V, 3), got {tuple(vertices.shape)}")
     if triangles.dim() != 2 or triangles.shape[-1] != 3:
         raise ValueError(f"triangles must be (F, 3), got {tuple(triangles.shape)}")
+    if height != width or height < 0:
+        raise ValueError(f"neural_renderer renders square images only, got {height} x {width}")
     if vertices.device.type != "cuda":
         raise ValueError(f"neural_renderer is CUDA-only; vertices are on {vertices.device}")
 
@@ -167,8 +169,8 @@ def render_seed_nr(
     (B, F, T, T, T, 3). Returns NR's outputs: rgb (B, 3, S, S) on black, depth (B, S, S) (camera z, far =
     100 on the background, pooled across silhouettes), alpha (B, S, S) fractional on edges.
     """
+    _check_inputs(vertices_px, triangles, size, size)
     nr = _import_nr()
-    _check_inputs(vertices_px, triangles)
     batch, device = vertices_px.shape[0], vertices_px.device
     tris = triangles.to(device=device, dtype=torch.int64)
     textures = _nr_textures(colours.to(device), tris, per_vertex)
@@ -191,9 +193,7 @@ def rasterize_nr(
     Without ``cull_backfaces`` every triangle is drawn twice, once per winding (NR's fill_back), as the
     seed does; NR keeps the counter-clockwise-on-screen ones (y down), the same front faces as ours.
     """
-    _check_inputs(vertices, triangles)
-    if height != width:
-        raise ValueError(f"neural_renderer renders square images only, got {height} x {width}")
+    _check_inputs(vertices, triangles, height, width)
     _import_nr()
     from neural_renderer.cuda import rasterize as nr_cuda
 
