@@ -96,7 +96,9 @@ def run(argv: list[str] | None = None) -> int:
     node_cmd = [sys.executable, "-m", "opendr_face_synth.ros.node", "--ros-args", "-r", f"image:={TOPIC}"]
     if params_file is not None:
         node_cmd += ["--params-file", str(params_file)]
-    node_cmd += ["-p", "record:=true", "-p", f"bag_dir:={bag_dir}"]
+    # camera_replay publishes reliably: a 640x480 frame (0.9 MB) sent best-effort between processes is
+    # mostly lost with Fast DDS's default transports on localhost (docs/ros.md, "Transport").
+    node_cmd += ["-p", "record:=true", "-p", f"bag_dir:={bag_dir}", "-p", "qos_reliability:=reliable"]
     if not args.no_record_input:  # the export's contact sheets then show each face's crop
         node_cmd += ["-p", "record_input:=true"]
     if args.device:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ class StatsSnapshot:
     faces_per_frame: float
     max_faces_per_frame: int
     mosaic_frames: int
+    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> p50, p95 (ms per frame)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,6 +88,7 @@ class NodeStats:
         self._latency: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._processing: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._faces: deque[int] = deque(maxlen=FACE_SAMPLES)
+        self._stages: dict[str, deque[float]] = {}
 
     def frame_received(self, replaced_unprocessed: bool) -> None:
         with self._lock:
@@ -112,13 +115,18 @@ class NodeStats:
             self.engine_errors += 1
             self.last_engine_error = reason
 
-    def frame_processed(self, latency_ms: float, processing_ms: float, faces: int) -> None:
+    def frame_processed(
+        self, latency_ms: float, processing_ms: float, faces: int, stages_ms: Mapping[str, float] | None = None
+    ) -> None:
+        """One published frame; ``stages_ms``: time of each stage of it (name -> ms), in the order they ran."""
         with self._lock:
             self.frames_processed += 1
             self._processed.add(time.monotonic())
             self._latency.append(latency_ms)
             self._processing.append(processing_ms)
             self._faces.append(faces)
+            for stage, ms in (stages_ms or {}).items():
+                self._stages.setdefault(stage, deque(maxlen=LATENCY_SAMPLES)).append(ms)
 
     def mosaic_built(self) -> None:
         with self._lock:
@@ -145,6 +153,10 @@ class NodeStats:
                 faces_per_frame=float(np.mean(faces)) if faces else 0.0,
                 max_faces_per_frame=max(faces) if faces else 0,
                 mosaic_frames=self.mosaic_frames,
+                stages_ms={
+                    stage: {k: v for k, v in _percentiles(window).items() if k in ("p50", "p95")}
+                    for stage, window in self._stages.items()
+                },
             )
 
 
@@ -202,6 +214,9 @@ def build_diagnostic_array(
         values.append((f"latency_ms_{key}", fmt(snap.latency_ms[key])))
     for key in ("p50", "p95"):
         values.append((f"processing_ms_{key}", fmt(snap.processing_ms[key])))
+    for stage, percentiles in snap.stages_ms.items():
+        for key, value in percentiles.items():
+            values.append((f"stage_{stage}_ms_{key}", fmt(value)))
     for kind, count in sorted(snap.rejected.items()):
         values.append((f"rejected_{kind}", str(count)))
     for key, value in recording.items():

@@ -32,7 +32,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -483,6 +483,7 @@ class FaceSynthNode(Node):
         self.get_logger().info(f"engine rebuilt on {self._device}: {len(config.view_requests())} views per face")
 
     def _process(self, msg: Any, kind: str, received_mono: float, received_ns: int) -> None:
+        taken = time.monotonic()
         max_pixels = int(self._value("max_input_pixels"))
         try:
             rgb = image_to_rgb(msg, max_pixels) if kind == "raw" else compressed_to_rgb(msg, max_pixels)
@@ -490,22 +491,35 @@ class FaceSynthNode(Node):
             self._stats.frame_rejected(err.kind, str(err))
             self._log_throttled("warn", f"reject_{err.kind}", f"frame {_describe(msg)} rejected: {err}")
             return
+        converted_ms = (time.monotonic() - taken) * 1e3
         if self._engine_dirty:
             self._rebuild_engine()
         start = time.perf_counter()
         result = self._synth.process([rgb])[0]
+        engine_done = time.perf_counter()
         faces = result.faces
         track_ids = self._tracker.update([f.detection.box for f in faces], received_mono)
         out = views_message(msg.header, result, track_ids, bool(self._value("publish_masks")))
+        message_done = time.perf_counter()
         if self._stop.is_set():
             return
         self._views_pub.publish(out)
+        published = time.perf_counter()
         now_ns = self.get_clock().now().nanoseconds
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         latency_ms = (now_ns - stamp_ns) / 1e6
-        if stamp_ns <= 0 or not 0.0 <= latency_ms <= _MAX_PLAUSIBLE_LATENCY_MS:
+        stamp_ok = stamp_ns > 0 and 0.0 <= latency_ms <= _MAX_PLAUSIBLE_LATENCY_MS
+        if not stamp_ok:
             latency_ms = (now_ns - received_ns) / 1e6  # unset or foreign-clock stamp: from reception
-        self._stats.frame_processed(latency_ms, (time.perf_counter() - start) * 1e3, len(faces))
+        # Where the latency goes: input transport (stamp -> callback), waiting for the worker, conversion,
+        # the engine's stages (detect, fit, scene, render), building and publishing the views message.
+        stages = {"input": (received_ns - stamp_ns) / 1e6} if stamp_ok else {}
+        stages["queued"] = (taken - received_mono) * 1e3
+        stages["convert"] = converted_ms
+        stages.update(result.timings_ms)
+        stages["message"] = (message_done - engine_done) * 1e3
+        stages["publish"] = (published - message_done) * 1e3
+        self._stats.frame_processed(latency_ms, (published - start) * 1e3, len(faces), stages)
         if self._value("mosaic") and self._mosaic_pub.get_subscription_count() > 0:
             tiles = build_mosaic(rgb, faces, track_ids, int(self._value("mosaic_tile_size")))
             self._mosaic_pub.publish(rgb_to_image(tiles, msg.header))
@@ -659,7 +673,9 @@ def main(args: list[str] | None = None, synthesizer_factory: SynthesizerFactory 
     """Entry point of ``face_synth_node``: 0 on SIGINT/SIGTERM, 2 on an invalid configuration."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node: FaceSynthNode | None = None
-    executor = MultiThreadedExecutor(num_threads=3)
+    # Every callback returns at once (the worker thread does the work), so one executor thread is enough;
+    # rclpy 9.1's MultiThreadedExecutor also busy-loops on queued tasks and starves the worker of the GIL.
+    executor = SingleThreadedExecutor()
     code = 0
     try:
         node = FaceSynthNode(synthesizer_factory)

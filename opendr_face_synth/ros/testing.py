@@ -2,6 +2,12 @@
 
 Isolation: every run gets its own ROS domain (``isolated_domain``) and discovery stays on this
 machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so parallel runs and other robots never mix.
+
+Benchmarks can choose the DDS set-up (``TRANSPORTS``): with LOCALHOST discovery rmw_fastrtps picks its
+own transports, and best-effort messages larger than about 0.5 MB (a 640x480 rgb8 frame is 0.9 MB) then
+mostly get lost between processes; Fast DDS's LARGE_DATA builtin transports (shared memory with large
+segments, and TCP) deliver them, but rmw_fastrtps applies FASTDDS_BUILTIN_TRANSPORTS only when discovery
+is not limited to LOCALHOST (SUBNET: isolated by the domain id alone).
 """
 
 from __future__ import annotations
@@ -25,11 +31,18 @@ def isolated_domain(offset: int) -> int:
     return (os.getpid() % 20) * 10 + offset % 10 + 1
 
 
-def localhost_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for child processes of an isolated run."""
+TRANSPORTS: dict[str, dict[str, str]] = {
+    "localhost": {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"},
+    "large_data": {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
+}
+
+
+def localhost_env(domain_id: int, base: dict[str, str] | None = None, transport: str = "localhost") -> dict[str, str]:
+    """Environment for child processes of an isolated run (``transport``: a key of TRANSPORTS)."""
     env = dict(os.environ if base is None else base)
     env["ROS_DOMAIN_ID"] = str(domain_id)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    env.update(TRANSPORTS[transport])
     env.pop("ROS_LOCALHOST_ONLY", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -38,8 +51,9 @@ def localhost_env(domain_id: int, base: dict[str, str] | None = None) -> dict[st
 class RosHarness:
     """One rclpy context on an isolated domain, an executor thread, and a probe node for the test side."""
 
-    def __init__(self, domain_id: int, threads: int = 4) -> None:
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    def __init__(self, domain_id: int, threads: int = 4, transport: str = "localhost") -> None:
+        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        os.environ.update(TRANSPORTS[transport])
         os.environ.pop("ROS_LOCALHOST_ONLY", None)
         self.domain_id = domain_id
         self.context = Context()
