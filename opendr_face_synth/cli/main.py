@@ -158,7 +158,8 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     )
     gen.add_argument("--size", type=int, default=256, help="output view size in pixels (default 256)")
     gen.add_argument("--supersampling", type=int, default=2,
-                     help="anti-aliasing: render at N x the size and average (default 2; 1 is ~2.5x faster on CPU)")
+                     help="anti-aliasing: render at N x the size and average "
+                     "(default 2; 1 is about 4x faster on CPU, see BENCHMARKS.md)")
     gen.add_argument(
         "--background",
         choices=("scene", "black"),

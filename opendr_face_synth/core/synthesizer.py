@@ -115,7 +115,8 @@ class FaceSynthesizer:
         self._segmenter = person_segmenter
         if self._segmenter is None and config.background == "scene":
             self._segmenter = PersonSegmenter()
-        default_pixels = 64_000_000 if self.device.type == "cuda" else 6_000_000
+        # CPU: passes of about one face x 8 views stay in cache (measured 1.6x faster than 11-face passes).
+        default_pixels = 64_000_000 if self.device.type == "cuda" else 1_000_000
         self.max_pixels_per_pass = int(config.extra.get("max_pixels_per_pass", default_pixels))
         self.supersampling = config.supersampling
         # Per-stage device timings (ms, summed over passes) when set to a dict; synchronises the device,
@@ -300,12 +301,12 @@ class FaceSynthesizer:
         covered = tri_id >= 0
         safe_id = tri_id.clamp_min(0)
         flat_idx = job_of[:, None, None] * triangles.shape[0] + safe_id
-        layer = torch.where(covered, tri_layer.reshape(-1)[flat_idx], torch.zeros_like(tri_layer.reshape(-1)[flat_idx]))
+        layer = tri_layer.reshape(-1).index_select(0, flat_idx.reshape(-1)).view_as(flat_idx).masked_fill_(~covered, 0)
         # A depth-jump triangle is a disocclusion only where the rotation stretched it open.
         stretched = _stretched_triangles(verts[job_of], out_xy, triangles, a.abs(), STRETCH_LIMIT)
         opened = tri_unknown[job_of] & stretched  # (B, F)
         view_idx = torch.arange(batch, device=dev)[:, None, None] * triangles.shape[0] + safe_id
-        curtain = covered & opened.reshape(-1)[view_idx]
+        curtain = covered & opened.reshape(-1).index_select(0, view_idx.reshape(-1)).view_as(view_idx)
 
         # Where each output pixel came from in the source photo, in texture pixels.
         uv = _to_texture(render.interpolate(verts[..., :2][job_of], frags, triangles), tex_affine[job_of])
@@ -318,38 +319,40 @@ class FaceSynthesizer:
             # are stretched, or hold background colours)? If not, is its mirror-symmetric texel?
             n_pix = size * ss * size * ss
             pix_view = face_pix // n_pix
-            corner = triangles[tri_id.reshape(-1)[face_pix]]  # (N, 3)
-            w = frags.barycentrics.reshape(-1, 3)[face_pix][..., None]  # (N, 3, 1)
-            job = job_of[pix_view]
+            corner = triangles.index_select(0, tri_id.reshape(-1).index_select(0, face_pix))  # (N, 3)
+            # Barycentrics are planar (3, B, H, W) storage: gather each plane without packing the frame.
+            w = frags.barycentrics.permute(3, 0, 1, 2).reshape(3, -1).index_select(1, face_pix)  # (3, N)
+            job = job_of.index_select(0, pix_view)
+            # One packed per-vertex table [x, y, z, nx, ny, nz], gathered with flat indices: on CPU,
+            # index_select is several times faster than multi-dimensional advanced indexing.
             normals = _to_device([s.source_normals for s in scenes], dev)
-
-            def at(values: torch.Tensor) -> torch.Tensor:  # (J, V, C) per-vertex -> (N, C) per-pixel
-                return (values[job[:, None], corner] * w).sum(1)
-
-            src_z = at(verts[..., 2:3])[:, 0]
-            mirror_corner = mirror[job[:, None], corner]
-            m_xyz = (verts[job[:, None], mirror_corner] * w).sum(1)
-            src_facing = -at(normals[..., 2:3])[:, 0]
-            m_facing = -(normals[job[:, None], mirror_corner, 2:3] * w).sum(1)[:, 0]
+            table = torch.cat([verts, normals], dim=-1).reshape(-1, 6)
+            base = (job * verts.shape[1])[:, None]
+            flat_corner = (base + corner).reshape(-1)
+            mirror_corner = mirror.reshape(-1).index_select(0, flat_corner).view(-1, 3)
+            here = _blend_corners(table.index_select(0, flat_corner), w)  # (N, 6) at the pixel
+            there = _blend_corners(table.index_select(0, (base + mirror_corner).reshape(-1)), w)
+            src_z, src_facing = here[:, 2], -here[:, 5]
+            m_xyz, m_facing = there[:, :3], -there[:, 5]
             rot_z = _rodrigues(aa)[:, 2, :]  # third row: depth component of a rotated normal
-            tgt_facing = -(at(normals) * rot_z[pix_view]).sum(-1)
-            uv_face = uv.reshape(-1, 2)[face_pix]
-            aff = tex_affine[job]
+            tgt_facing = -(here[:, 3:] * rot_z.index_select(0, pix_view)).sum(-1)
+            uv_face = uv.reshape(-1, 2).index_select(0, face_pix)
+            aff = tex_affine.index_select(0, job)
             uv_m = torch.einsum("nij,nj->ni", aff[:, :, :2], m_xyz[:, :2]) + aff[:, :, 2]
             zbuf = _sample_points(src_depth, uv_face, job)
             zbuf_m = _sample_points(src_depth, uv_m, job)
-            eps = 0.04 * face_width[job]
+            eps = 0.04 * face_width.index_select(0, job)
             visible = (src_z <= zbuf + eps) & (src_facing >= FACING_RATIO * tgt_facing)
             mirror_visible = (
-                tri_mirror_ok.reshape(-1)[flat_idx.reshape(-1)[face_pix]]
+                tri_mirror_ok.reshape(-1).index_select(0, flat_idx.reshape(-1).index_select(0, face_pix))
                 & (m_xyz[:, 2] <= zbuf_m + eps)
                 & (m_facing >= torch.clamp(FACING_RATIO * tgt_facing, min=MIN_MIRROR_FACING))
                 & (m_facing >= src_facing + MIRROR_ADVANTAGE)
             )
             mirror_here = ~visible & mirror_visible
-            use_mirror.view(-1)[face_pix] = mirror_here
-            hidden.view(-1)[face_pix] = ~visible & ~mirror_visible
-            uv.view(-1, 2)[face_pix] = torch.where(mirror_here[:, None], uv_m, uv_face)
+            use_mirror.view(-1).index_copy_(0, face_pix, mirror_here)
+            hidden.view(-1).index_copy_(0, face_pix, ~visible & ~mirror_visible)
+            uv.view(-1, 2).index_copy_(0, face_pix, torch.where(mirror_here[:, None], uv_m, uv_face))
         uv_final = uv
         tex_scale = tex_affine[job_of][:, 0, 0]
         src_xy = (uv_final - tex_affine[job_of][:, None, None, :, 2]) / tex_scale[:, None, None, None]
@@ -585,12 +588,20 @@ def _to_texture(xy: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bij,bhwj->bhwi", affine[:, :, :2], xy) + affine[:, None, None, :, 2]
 
 
+def _blend_corners(corner_values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(N * 3, C) values at each pixel's three triangle corners, (3, N) barycentrics -> (N, C)."""
+    values = corner_values.view(-1, 3, corner_values.shape[-1])
+    out = values[:, 0] * weights[0, :, None]
+    out.addcmul_(values[:, 1], weights[1, :, None])
+    return out.addcmul_(values[:, 2], weights[2, :, None])
+
+
 def _sample_points(maps: torch.Tensor, uv: torch.Tensor, job: torch.Tensor) -> torch.Tensor:
     """Nearest sample of per-job single-channel maps (J, 1, T, T) at points uv (N, 2) of jobs ``job``."""
-    size = maps.shape[-1]
-    x = uv[:, 0].floor().long().clamp_(0, size - 1)
-    y = uv[:, 1].floor().long().clamp_(0, size - 1)
-    return maps[job, 0, y, x]
+    height, width = maps.shape[-2:]
+    x = uv[:, 0].floor().long().clamp_(0, width - 1)
+    y = uv[:, 1].floor().long().clamp_(0, height - 1)
+    return maps.reshape(-1).index_select(0, (job * height + y) * width + x)
 
 
 def _sample_per_job(images: torch.Tensor, uv: torch.Tensor, n_jobs: int, mode: str) -> torch.Tensor:
