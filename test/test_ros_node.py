@@ -305,6 +305,8 @@ def _set(ros, name: str, value):
         ("yaws", [100.0], "outside [-90, 90]"),
         ("yaws", "10, abc", "'abc' is not a number"),
         ("output_size", 5, "out of range"),
+        ("supersampling", 0, "out of range"),
+        ("render_backend", "opengl", "not one of builtin, neural_renderer, auto"),
         ("device", "gpu", "is not auto, cpu, cuda or cuda:N"),
         ("detection_confidence", 1.0, "not in (0, 1)"),
         ("bag_storage", "zip", "not one of mcap, sqlite3"),
@@ -339,6 +341,18 @@ def test_views_change_at_run_time(ros, io, astronaut_rgb) -> None:
         assert _set(ros, "pitches", "").successful
     out = _send(io, _frame(astronaut_rgb))
     assert [v.requested_yaw for v in out.faces[0].views] == YAWS
+
+
+def test_render_settings_reach_the_engine_at_run_time(ros, io, node, astronaut_rgb) -> None:
+    assert _set(ros, "supersampling", 1).successful
+    try:
+        out = _send(io, _frame(astronaut_rgb))  # the engine is rebuilt before this frame
+        assert node._synth.config.supersampling == 1 and node._synth.supersampling == 1
+        assert len(out.faces[0].views) == len(YAWS) and out.faces[0].views[0].image.width == SIZE
+    finally:
+        assert _set(ros, "supersampling", 2).successful
+    _send(io, _frame(astronaut_rgb))
+    assert node._synth.supersampling == 2
 
 
 def _rss_mb() -> float:

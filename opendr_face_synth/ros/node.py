@@ -66,6 +66,8 @@ ENGINE_PARAMS = (
     "pitches",
     "grid",
     "output_size",
+    "supersampling",
+    "render_backend",
     "background",
     "max_faces",
     "min_face_size",
@@ -121,6 +123,13 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "pitches": ("", _descriptor("absolute pitch of each view, degrees", constraints="like yaws; '' = none")),
     "grid": (False, _descriptor("true: every yaw x every pitch; false: one view per yaw and one per pitch", _B)),
     "output_size": (256, _descriptor("side of the square views, pixels", _I, ints=(32, 2048))),
+    "supersampling": (
+        2, _descriptor("anti-aliasing: rasterize at N x the size and average; 1 is fastest", _I, ints=(1, 4))
+    ),
+    "render_backend": (
+        "builtin",
+        _descriptor("rasterizer", _S, constraints="builtin | neural_renderer | auto (neural_renderer where usable)"),
+    ),
     "background": ("scene", _descriptor("scene or black", _S, constraints="scene | black")),
     "max_faces": (0, _descriptor("faces per frame (best scores), 0 = all", _I, ints=(0, 64))),
     "min_face_size": (32, _descriptor("smallest face side in the input, pixels", _I, ints=(8, 4096))),
@@ -320,6 +329,8 @@ class FaceSynthNode(Node):
             pitches=_angles(values["pitches"], "pitches"),
             grid=bool(values["grid"]),
             output_size=int(values["output_size"]),
+            supersampling=int(values["supersampling"]),
+            render_backend=str(values["render_backend"]),
             device=str(values["device"]),
             background=str(values["background"]),
             max_faces=int(values["max_faces"]),
@@ -335,6 +346,7 @@ class FaceSynthNode(Node):
         """Reason why ``value`` is invalid for ``name`` on its own, or None."""
         choices = {
             "background": ("scene", "black"),
+            "render_backend": ("builtin", "neural_renderer", "auto"),
             "qos_reliability": ("best_effort", "reliable"),
             "bag_storage": ("mcap", "sqlite3"),
             "bag_writer": ("auto", "rosbag2_py", "builtin"),
