@@ -159,7 +159,7 @@ def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--size", type=int, default=256, help="output view size in pixels (default 256)")
     gen.add_argument("--supersampling", type=int, default=2,
                      help="anti-aliasing: render at N x the size and average "
-                     "(default 2; 1 is about 4x faster on CPU, see BENCHMARKS.md)")
+                     "(default 2; 1 is 2.4-3.4x faster on CPU, see BENCHMARKS.md)")
     gen.add_argument(
         "--background",
         choices=("scene", "black"),
