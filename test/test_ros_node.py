@@ -276,6 +276,14 @@ def test_diagnostics_content(io, node, astronaut_rgb) -> None:
     assert float(values["faces_per_frame"]) >= 1.0
     assert 0.0 < float(values["latency_ms_p50"]) <= float(values["latency_ms_p95"]) < 120_000
     assert int(values["frames_received"]) >= int(values["frames_processed"]) >= 3
+    # Where the time goes, per stage of a frame. The input transport time needs a plausible stamp; these
+    # frames are stamped in 2023 (unique keys for _send), so it is left out rather than reported as years.
+    assert "stage_input_ms_p50" not in values
+    stages = ("queued", "convert", "detect", "fit", "scene", "render", "message", "publish")
+    for stage in stages:
+        p50, p95 = float(values[f"stage_{stage}_ms_p50"]), float(values[f"stage_{stage}_ms_p95"])
+        assert 0.0 <= p50 <= p95 < 120_000, (stage, p50, p95)
+    assert float(values["stage_render_ms_p50"]) > 0.0 and float(values["stage_fit_ms_p50"]) > 0.0
 
 
 def _param(name: str, value) -> Parameter:

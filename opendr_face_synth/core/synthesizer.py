@@ -209,10 +209,11 @@ class FaceSynthesizer:
                     out[i] = views
         return [v for v in out if v is not None]
 
-    def _seed_flat_render(self, jobs: list[_Job], verts: torch.Tensor, frags, job_of: torch.Tensor,
-                          ss: int) -> torch.Tensor:
+    def _seed_flat_render(self, jobs: list[_Job], verts: torch.Tensor, textures: torch.Tensor,
+                          tex_affine: torch.Tensor, frags, job_of: torch.Tensor, ss: int) -> torch.Tensor:
         """The seed's generator input: the face mesh in flat per-triangle colours taken from the aligned
-        source crop at the source pose (seed-spec §6.2, §6.5), drawn at each view's pose on black."""
+        source crop at the source pose (seed-spec §6.2, §6.5), drawn at each view's pose on black.
+        ``textures`` (J, 3, T, T) in [0, 1] and ``tex_affine`` (J, 2, 3) are the pass's, already on the device."""
         from .refine.seed_render import seed_flat_colors
 
         dev, size = self.device, self.output_size
@@ -230,9 +231,7 @@ class FaceSynthesizer:
         pix = torch.complex(xs, ys)[None]
         src_xy = (pix - b0[:, None, None]) / a0[:, None, None]
         src_xy = torch.stack([src_xy.real, src_xy.imag], dim=-1).float()
-        textures = torch.from_numpy(np.stack([j.scene.texture for j in jobs])).to(dev).permute(0, 3, 1, 2).float() / 255
-        affine = torch.from_numpy(np.stack([j.scene.texture_from_source for j in jobs])).float().to(dev)
-        crop = _sample_per_job(textures, _to_texture(src_xy, affine), len(jobs), mode="bilinear")
+        crop = _sample_per_job(textures, _to_texture(src_xy, tex_affine), len(jobs), mode="bilinear")
         colours = seed_flat_colors(aligned, face_tris, crop.permute(0, 3, 1, 2), rasterize=self._rasterize)
         tri_id = frags.triangle_id
         on_face = (tri_id >= 0) & (tri_id < n_face_t)
@@ -391,7 +390,7 @@ class FaceSynthesizer:
                 landmarks68 = _apply_complex(lm[..., :2], a, b)
             flat = None
             if getattr(self._refiner, "wants_flat_render", False):
-                flat = self._seed_flat_render(jobs, verts, frags, job_of, ss)
+                flat = self._seed_flat_render(jobs, verts, textures, tex_affine, frags, job_of, ss)
             refined = self._refiner.refine(
                 RefineInput(images=image.permute(0, 3, 1, 2), alpha=alpha.permute(0, 3, 1, 2),
                             landmarks68=landmarks68, source_yaw_deg=source_yaw, flat_images=flat)
