@@ -58,7 +58,8 @@ def test_sample_at_rate_with_stamps_and_frame_id(ros) -> None:
     np.testing.assert_array_equal(image_to_rgb(msg), sample_frame(0))
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in frames[:10]]
     gaps = np.diff(stamps)
-    assert np.all(gaps > 0) and 0.03 < float(np.median(gaps)) < 0.08  # ~20 Hz
+    # ~20 Hz (0.05 s); the bound tells 20 Hz from 10 Hz while leaving room for a busy 2-core CI machine.
+    assert np.all(gaps > 0) and 0.03 < float(np.median(gaps)) < 0.095
 
 
 def test_image_folder_loops_and_compressed(ros, tmp_path: Path) -> None:

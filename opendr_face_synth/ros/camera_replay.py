@@ -28,11 +28,19 @@ from .image_conversion import array_to_image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def sample_frame(index: int, faces: int = 1, width: int = 640, height: int = 480) -> np.ndarray:
-    """Frame ``index`` of the bundled sample: ``faces`` astronaut crops side by side (RGB uint8)."""
+def sample_photo() -> np.ndarray:
+    """The bundled sample's head-and-shoulders crop of the astronaut photo (RGB uint8, 400x400)."""
     from ..io.samples import astronaut_rgb
 
-    photo = astronaut_rgb()[0:400, 56:456]  # head and shoulders, square
+    return astronaut_rgb()[0:400, 56:456]
+
+
+def sample_frame(
+    index: int, faces: int = 1, width: int = 640, height: int = 480, photo: np.ndarray | None = None
+) -> np.ndarray:
+    """Frame ``index`` of the bundled sample: ``faces`` astronaut crops side by side (RGB uint8).
+    ``photo``: :func:`sample_photo` when the caller has it already (decoding it costs more than the rest)."""
+    photo = sample_photo() if photo is None else photo
     canvas = np.full((height, width, 3), 90, np.uint8)
     cell_w = width // faces
     side = min(cell_w, height)
@@ -49,9 +57,10 @@ def sample_frame(index: int, faces: int = 1, width: int = 640, height: int = 480
 def _frames(source: str, width: int, height: int, faces: int, loop: bool) -> Iterator[np.ndarray]:
     """RGB frames from the source; raises ValueError with the reason when it cannot be read."""
     if source == "sample":
+        photo = sample_photo()  # decoded once: per frame it would eat into a 30 Hz budget
         index = 0
         while True:
-            yield sample_frame(index, faces, width or 640, height or 480)
+            yield sample_frame(index, faces, width or 640, height or 480, photo)
             index += 1
     path = Path(source).expanduser()
     if path.is_dir():
